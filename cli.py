@@ -1,0 +1,366 @@
+"""pixfind command line: thin Typer commands over search/, indexer/ and api/.
+
+Heavy imports (torch, open_clip, lancedb, faiss) happen inside commands, so --help is instant.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from search.errors import PixfindError
+from search.paths import resolve_home
+
+app = typer.Typer(
+    name="pixfind",
+    help="Search your photos by text or by image, offline (open_clip + LanceDB + FAISS).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class State:
+    index: str | None = None
+
+
+state = State()
+
+
+def command(*args, **kwargs):
+    """app.command that turns library errors into one clear line and exit code 1."""
+
+    def deco(fn):
+        @functools.wraps(fn)
+        def wrapper(*a, **kw):
+            try:
+                return fn(*a, **kw)
+            except PixfindError as exc:
+                err.print(f"[bold red]error:[/] {escape(str(exc))}")
+                raise typer.Exit(1) from None
+            except KeyboardInterrupt:
+                err.print("[yellow]interrupted[/]")
+                raise typer.Exit(130) from None
+
+        return app.command(*args, **kwargs)(wrapper)
+
+    return deco
+
+
+@app.callback()
+def main_options(
+    index: Annotated[
+        str | None,
+        typer.Option(
+            "--index",
+            envvar="PIXFIND_INDEX",
+            help="Index directory. Default: $PIXFIND_HOME, else ~/.local/share/pixfind.",
+            metavar="DIR",
+        ),
+    ] = None,
+) -> None:
+    state.index = index
+
+
+def home() -> Path:
+    return resolve_home(state.index)
+
+
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="open_clip model name (see `pixfind models`) or a model directory. "
+        "Default: the index's own model, or ViT-B-32 for a new index.",
+    ),
+]
+PretrainedOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--pretrained",
+        "-p",
+        help="Pretrained tag (e.g. laion2b_s34b_b79k), a local checkpoint file, or a model "
+        "directory. Default: laion2b_s34b_b79k with ViT-B-32.",
+    ),
+]
+DeviceOpt = Annotated[
+    str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps.")
+]
+
+
+def _spec(model: str | None, pretrained: str | None):
+    """None lets the index's own model (or the default, for a new index) be used.
+
+    An architecture given without --pretrained gets its first published tag (the default tag
+    for ViT-B-32); ``--pretrained none`` asks for random weights (tests, benchmarks).
+    """
+    from search.encoder import DEFAULT_MODEL, DEFAULT_PRETRAINED, is_model_dir
+    from search.types import EncoderSpec
+
+    if model is None and pretrained is None:
+        return None
+    model = model or DEFAULT_MODEL
+    if pretrained is None and not is_model_dir(model):
+        if model == DEFAULT_MODEL:
+            pretrained = DEFAULT_PRETRAINED
+        else:
+            from search.encoder import get_open_clip
+
+            tags = get_open_clip().list_pretrained_tags_by_model(model)
+            pretrained = tags[0] if tags else None
+    return EncoderSpec(model, pretrained)
+
+
+# ---------------------------------------------------------------------------------------------
+@command("index")
+def index_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="Folders (or files) to index.")],
+    model: ModelOpt = None,
+    pretrained: PretrainedOpt = None,
+    device: DeviceOpt = "auto",
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", "-x", help="Glob of names or paths to skip (repeatable)."),
+    ] = None,
+    hidden: Annotated[bool, typer.Option("--hidden", help="Also index hidden folders.")] = False,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Images per batch (0: 32 on CPU, 128 on CUDA).")
+    ] = 0,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Decoding processes (-1: automatic, 0: none).")
+    ] = -1,
+    max_megapixels: Annotated[
+        float, typer.Option("--max-megapixels", help="Skip images larger than this.")
+    ] = 200.0,
+    rebuild: Annotated[
+        bool,
+        typer.Option("--rebuild", help="Drop the index's vectors and re-embed everything."),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Index photo folders (incremental: unchanged files are not decoded again).
+
+    Example: pixfind index ~/Pictures ~/Phone --exclude '*/thumbnails/*'
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from indexer import IndexOptions, run_index
+
+    options = IndexOptions(
+        roots=[str(p) for p in paths],
+        exclude=exclude or [],
+        include_hidden=hidden,
+        batch_size=batch_size,
+        workers=workers,
+        max_megapixels=max_megapixels,
+        rebuild=rebuild,
+    )
+    progress = Progress(
+        TextColumn("[bold]embedding"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rate]} img/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+        disable=as_json,
+    )
+    task = progress.add_task("embed", total=None, rate="-", visible=False)
+    started = [0.0]
+
+    def on_plan(plan) -> None:
+        import time
+
+        started[0] = time.perf_counter()
+        progress.update(task, total=len(plan.todo), visible=bool(plan.todo))
+        if not as_json:
+            err.print(
+                f"{len(plan.new)} new, {len(plan.changed)} changed, {plan.unchanged} unchanged, "
+                f"{len(plan.removed)} gone"
+            )
+
+    def on_progress(done: int, total: int) -> None:
+        import time
+
+        elapsed = max(time.perf_counter() - started[0], 1e-9)
+        progress.update(task, completed=done, rate=f"{done / elapsed:.1f}")
+
+    if not as_json:
+        err.print(f"index: {home()}")
+    with progress:
+        report = run_index(
+            home(),
+            options,
+            spec=_spec(model, pretrained),
+            device=device,
+            on_plan=on_plan,
+            on_progress=on_progress,
+        )
+    if as_json:
+        out.print_json(data=report.to_dict())
+    else:
+        _print_report(report)
+    if report.interrupted:
+        err.print(
+            "[yellow]interrupted[/]: finished batches are saved; run the same command to resume"
+        )
+        raise typer.Exit(130)
+
+
+def _print_report(report) -> None:
+    rate = report.embedded / report.seconds if report.seconds else 0
+    out.print(
+        f"[bold]{report.added}[/] added, [bold]{report.updated}[/] updated, "
+        f"[bold]{report.removed}[/] removed, {report.unchanged} unchanged, "
+        f"{len(report.skipped)} skipped; {report.total} images in the index "
+        f"({report.seconds:.1f}s, {rate:.1f} img/s) [dim]model {report.model}[/]"
+    )
+    if report.skipped:
+        shown = report.skipped[:20]
+        for path, reason in shown:
+            out.print(f"  [yellow]skipped[/] {path}: {reason}")
+        if len(report.skipped) > len(shown):
+            out.print(f"  ... and {len(report.skipped) - len(shown)} more (use --json for all)")
+
+
+# ---------------------------------------------------------------------------------------------
+@command("search")
+def search_cmd(
+    query: Annotated[str | None, typer.Argument(help="What to look for, in words.")] = None,
+    image: Annotated[
+        Path | None, typer.Option("--image", "-i", help="Find photos like this image.")
+    ] = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="How many results.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
+    paths_only: Annotated[
+        bool, typer.Option("--paths", help="One path per line, for piping.")
+    ] = False,
+    model: ModelOpt = None,
+    pretrained: PretrainedOpt = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Search the index by text, or by image with --image.
+
+    Examples: pixfind search "a dog on the beach" -k 5;
+    pixfind search --image ./pool.jpg --paths | xargs open
+    """
+    from search.engine import open_index
+    from search.errors import BadQuery
+
+    if (query is None) == (image is None):
+        raise BadQuery("give either a text query or --image PATH (not both)")
+    searcher = open_index(home(), model, pretrained, device)
+    hits = searcher.search_image(image, top_k) if image else searcher.search(query, top_k)
+    if as_json:
+        payload = {"query": query or str(image), "results": [h.to_dict() for h in hits]}
+        out.print_json(data=payload)
+        return
+    if paths_only:
+        for h in hits:
+            sys.stdout.write(h.path + "\n")
+        return
+    if not hits:
+        out.print("no matches")
+        return
+    # plain columns rather than a rich table: long paths must never be cut or folded
+    sys.stdout.write(f"{'rank':>4}  {'score':>6}  path\n")
+    for h in hits:
+        sys.stdout.write(f"{h.rank:>4}  {h.score:>6.3f}  {h.path}\n")
+
+
+# ---------------------------------------------------------------------------------------------
+@command("status")
+def status_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Where the index is, which model filled it, how many images, size and last update."""
+    from search.index import INDEX_DIR, IndexInfos
+    from search.store import Store
+
+    store = Store.open(home())
+    last = store.last_update()
+    infos = IndexInfos.read(store.home / INDEX_DIR / "infos.json")
+    data = {
+        "index": str(store.home),
+        "model": store.info.label,
+        "dim": store.info.dim,
+        "images": store.count(),
+        "disk_bytes": store.disk_bytes(),
+        "last_update": datetime.fromtimestamp(last).isoformat(timespec="seconds") if last else None,
+        "faiss": {
+            "type": infos.index_type,
+            "rows": infos.rows,
+            "recall_at_10": infos.recall_at_10,
+            "up_to_date": infos.store_version == store.version,
+        }
+        if infos
+        else None,
+    }
+    if as_json:
+        out.print_json(data=data)
+        return
+    out.print(f"index        {data['index']}")
+    out.print(f"model        {data['model']} ({data['dim']}-d)")
+    out.print(f"images       {data['images']}")
+    out.print(f"size on disk {data['disk_bytes'] / 1e6:.1f} MB")
+    out.print(f"last update  {data['last_update'] or 'never'}")
+    if infos:
+        fresh = "up to date" if data["faiss"]["up_to_date"] else "stale, rebuilt on next search"
+        out.print(
+            f"faiss        {infos.index_type}, {infos.rows} vectors, "
+            f"recall@10 {infos.recall_at_10:.3f}, {fresh}"
+        )
+
+
+@command("models")
+def models_cmd(
+    all_models: Annotated[
+        bool, typer.Option("--all", help="Also list architectures without pretrained tags.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """List open_clip models and their pretrained tags (any of them works with --model)."""
+    from search.encoder import DEFAULT_SPEC, list_models
+
+    rows = [(n, tags) for n, tags in list_models() if tags or all_models]
+    if as_json:
+        out.print_json(data={name: tags for name, tags in rows})
+        return
+    out.print(f"default: --model {DEFAULT_SPEC.model} --pretrained {DEFAULT_SPEC.pretrained}")
+    out.print("also: --model DIR (a directory written by `pixfind train`), --pretrained FILE")
+    for name, tags in rows:
+        out.print(f"[bold]{name}[/]  {', '.join(tags) if tags else '[dim](no tags)[/]'}")
+
+
+def main() -> None:
+    import logging
+
+    # open_clip and lancedb log chatty warnings on the root logger; pixfind reports for itself.
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""One writer per index: a second `pixfind index` on the same index refuses with a clear message."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from search.errors import IndexLocked
+
+LOCK_NAME = "index.lock"
+
+
+@contextlib.contextmanager
+def index_lock(home: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``home/index.lock``; released even on kill -9."""
+    home.mkdir(parents=True, exist_ok=True)
+    fd = os.open(home / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+            raise IndexLocked(
+                f"the index at {home} is being updated by pid {holder}; wait for it to "
+                "finish (or stop it), then run this again"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)

@@ -1,0 +1,233 @@
+"""scan -> plan -> decode (worker processes) -> embed (batches) -> write (one commit per batch)."""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from search.encoder import Encoder, load_encoder
+from search.images import DEFAULT_MAX_MEGAPIXELS, DecodeError, decode_file, register_heif
+from search.index import VectorIndex
+from search.store import Store, now, path_id
+from search.types import EncoderSpec, FileStat, ImageRecord
+
+from .lock import index_lock
+from .plan import Plan, make_plan
+from .scan import scan
+
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+@dataclass
+class IndexOptions:
+    roots: Sequence[str]
+    exclude: Sequence[str] = ()
+    include_hidden: bool = False
+    batch_size: int = 0  # 0: 32 on CPU, 128 on CUDA
+    workers: int = -1  # -1: automatic
+    max_megapixels: float = DEFAULT_MAX_MEGAPIXELS
+    rebuild: bool = False
+
+
+@dataclass
+class IndexReport:
+    home: str
+    model: str
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    total: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def embedded(self) -> int:
+        return self.added + self.updated
+
+    def to_dict(self) -> dict:
+        return {
+            "index": self.home,
+            "model": self.model,
+            "added": self.added,
+            "updated": self.updated,
+            "removed": self.removed,
+            "unchanged": self.unchanged,
+            "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+            "total": self.total,
+            "seconds": round(self.seconds, 3),
+            "images_per_second": round(self.embedded / self.seconds, 2) if self.seconds else 0.0,
+            "interrupted": self.interrupted,
+        }
+
+
+@dataclass
+class _Item:
+    stat: FileStat
+    pixels: object | None  # preprocessed tensor
+    width: int = 0
+    height: int = 0
+    content_hash: str = ""
+    error: str | None = None
+
+
+class _DecodeDataset:
+    """Map-style dataset for torch's DataLoader: decoding + preprocessing run in its workers."""
+
+    def __init__(self, stats: Sequence[FileStat], preprocess, draft: int, max_mp: float):
+        self.stats, self.preprocess, self.draft, self.max_mp = stats, preprocess, draft, max_mp
+
+    def __len__(self) -> int:
+        return len(self.stats)
+
+    def __getitem__(self, i: int) -> _Item:
+        stat = self.stats[i]
+        try:
+            decoded = decode_file(stat.path, self.draft, self.max_mp)
+            pixels = self.preprocess(decoded.image)
+        except DecodeError as exc:
+            return _Item(stat, None, error=str(exc))
+        except Exception as exc:  # a hostile file must never stop the run
+            return _Item(stat, None, error=f"preprocessing failed: {type(exc).__name__}: {exc}")
+        return _Item(stat, pixels, decoded.width, decoded.height, decoded.content_hash)
+
+
+def _collate(items: list[_Item]) -> list[_Item]:
+    return items
+
+
+def _batches(dataset: _DecodeDataset, batch_size: int, workers: int):
+    import torch
+
+    # Workers only decode; they never touch LanceDB, whose fork warning doesn't apply to them.
+    warnings.filterwarnings("ignore", message="lancedb fork support", category=RuntimeWarning)
+    if workers == 0:
+        for start in range(0, len(dataset), batch_size):
+            yield [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        return
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_collate,
+        prefetch_factor=2,
+        persistent_workers=False,
+    )
+    yield from loader
+
+
+def default_workers(todo: int, batch_size: int) -> int:
+    if todo <= batch_size:
+        return 0
+    return max(1, min(4, (os.cpu_count() or 2)))
+
+
+def run_index(
+    home: Path,
+    options: IndexOptions,
+    spec: EncoderSpec | None = None,
+    device: str = "auto",
+    on_plan: Callable[[Plan], None] | None = None,
+    on_progress: Progress | None = None,
+    encoder: Encoder | None = None,
+) -> IndexReport:
+    """Bring the index at ``home`` up to date with the files under ``options.roots``."""
+    register_heif()
+    start = time.perf_counter()
+    home.mkdir(parents=True, exist_ok=True)
+    with index_lock(home):
+        if spec is None and encoder is None and Store.exists(home):
+            spec = Store.open(home).info.spec  # an index remembers its model
+        encoder = encoder or load_encoder(spec, device)
+        if options.rebuild or not Store.exists(home):
+            store = Store.create(home, encoder.info, overwrite=options.rebuild)
+        else:
+            store = Store.open_or_create(home, encoder.info)
+        report = IndexReport(str(home), encoder.info.label)
+        roots = [os.path.abspath(os.path.expanduser(os.fspath(r))) for r in options.roots]
+        for root in roots:
+            if not os.path.exists(root):
+                report.skipped.append((root, "path does not exist"))
+
+        found = scan(
+            roots,
+            options.exclude,
+            options.include_hidden,
+            on_skip=lambda p, r: report.skipped.append((p, r)),
+        )
+        plan = make_plan(found, store.file_states(), roots)
+        report.unchanged = plan.unchanged
+        if on_plan:
+            on_plan(plan)
+        try:
+            _embed_and_write(store, encoder, plan, options, report, on_progress)
+        except KeyboardInterrupt:
+            report.interrupted = True
+        if not report.interrupted and plan.removed:
+            store.delete_paths(plan.removed)
+            report.removed = len(plan.removed)
+        if report.embedded or report.removed:
+            store.compact()
+        VectorIndex.for_store(store)
+        report.total = store.count()
+        report.seconds = time.perf_counter() - start
+        return report
+
+
+def _embed_and_write(
+    store: Store,
+    encoder: Encoder,
+    plan: Plan,
+    options: IndexOptions,
+    report: IndexReport,
+    on_progress: Progress | None,
+) -> None:
+    todo = plan.todo
+    changed = {s.path for s in plan.changed}
+    batch_size = options.batch_size or (128 if encoder.device.startswith("cuda") else 32)
+    workers = default_workers(len(todo), batch_size) if options.workers < 0 else options.workers
+    dataset = _DecodeDataset(todo, encoder.preprocess, encoder.image_size, options.max_megapixels)
+    done = 0
+    for batch in _batches(dataset, batch_size, workers):
+        good = [it for it in batch if it.pixels is not None]
+        bad = [it for it in batch if it.pixels is None]
+        for it in bad:
+            report.skipped.append((it.stat.path, it.error or "unknown error"))
+        stale = [it.stat.path for it in bad if it.stat.path in changed]
+        if stale:  # a file that changed into something undecodable leaves the index
+            store.delete_paths(stale)
+            report.removed += len(stale)
+        if good:
+            import torch
+
+            vectors = encoder.encode_image_tensors(torch.stack([it.pixels for it in good]))
+            stamp = now()
+            records = [
+                ImageRecord(
+                    id=path_id(it.stat.path),
+                    path=it.stat.path,
+                    mtime=it.stat.mtime,
+                    size=it.stat.size,
+                    width=it.width,
+                    height=it.height,
+                    content_hash=it.content_hash,
+                    indexed_at=stamp,
+                )
+                for it in good
+            ]
+            store.upsert(records, np.asarray(vectors))
+            for it in good:
+                if it.stat.path in changed:
+                    report.updated += 1
+                else:
+                    report.added += 1
+        done += len(batch)
+        if on_progress:
+            on_progress(done, len(todo))

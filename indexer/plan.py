@@ -1,0 +1,50 @@
+"""Decide what an indexing run must do: pure, no I/O, so it is tested without a model."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from search.types import FileStat
+
+
+@dataclass
+class Plan:
+    new: list[FileStat] = field(default_factory=list)
+    changed: list[FileStat] = field(default_factory=list)
+    unchanged: int = 0
+    removed: list[str] = field(default_factory=list)
+
+    @property
+    def todo(self) -> list[FileStat]:
+        return self.new + self.changed
+
+
+def under_roots(path: str, roots: Sequence[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
+def make_plan(
+    found: Iterable[FileStat],
+    known: Mapping[str, tuple[float, int]],
+    roots: Sequence[str],
+) -> Plan:
+    """Compare files on disk with the index by (path, mtime, size).
+
+    A known path under one of ``roots`` that was not found is removed; known paths elsewhere
+    (other roots indexed earlier) are left alone.
+    """
+    plan = Plan()
+    seen: set[str] = set()
+    for stat in found:
+        seen.add(stat.path)
+        old = known.get(stat.path)
+        if old is None:
+            plan.new.append(stat)
+        elif old[0] != stat.mtime or old[1] != stat.size:
+            plan.changed.append(stat)
+        else:
+            plan.unchanged += 1
+    plan.removed = sorted(p for p in known if p not in seen and under_roots(p, roots))
+    return plan

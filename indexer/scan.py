@@ -1,0 +1,88 @@
+"""Walk photo folders: yield image files (path, mtime, size) and report what was skipped."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from search.images import supported_extensions
+from search.types import FileStat
+
+Skip = Callable[[str, str], None]
+
+
+def _excluded(path: str, name: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(path, p) for p in patterns)
+
+
+def scan(
+    roots: Sequence[str | os.PathLike],
+    exclude: Sequence[str] = (),
+    include_hidden: bool = False,
+    on_skip: Skip | None = None,
+    extensions: frozenset[str] | None = None,
+) -> Iterator[FileStat]:
+    """Yield image files under ``roots`` (files may be roots too), streaming, sorted per folder.
+
+    Symlinked folders are not followed (no loops); symlinked files are, and a broken one is
+    reported through ``on_skip(path, reason)``.
+    """
+    exts = extensions or supported_extensions()
+    skip = on_skip or (lambda path, reason: None)
+    seen: set[str] = set()
+    for root in roots:
+        root = os.path.abspath(os.path.expanduser(os.fspath(root)))
+        if os.path.isfile(root):
+            stat = _stat(root, skip)
+            if stat and root not in seen:
+                seen.add(root)
+                yield stat
+            continue
+        stack = [root]
+        while stack:
+            folder = stack.pop()
+            try:
+                entries = sorted(os.scandir(folder), key=lambda e: e.name, reverse=True)
+            except PermissionError:
+                skip(folder, "folder not readable (permission denied)")
+                continue
+            except OSError as exc:
+                skip(folder, f"folder not readable: {exc.strerror or exc}")
+                continue
+            files = []
+            for entry in entries:
+                if not include_hidden and entry.name.startswith("."):
+                    continue
+                if _excluded(entry.path, entry.name, exclude):
+                    continue
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                        continue
+                except OSError:
+                    continue
+                if os.path.splitext(entry.name)[1].lower() in exts:
+                    files.append(entry.path)
+            for path in reversed(files):
+                if path in seen:
+                    continue
+                seen.add(path)
+                stat = _stat(path, skip)
+                if stat:
+                    yield stat
+
+
+def _stat(path: str, skip: Skip) -> FileStat | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        skip(path, "broken symlink" if os.path.islink(path) else "file vanished during the run")
+        return None
+    except OSError as exc:
+        skip(path, f"can't stat: {exc.strerror or exc}")
+        return None
+    if not Path(path).is_file():
+        return None
+    return FileStat(path, st.st_mtime, st.st_size)

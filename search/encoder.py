@@ -1,0 +1,296 @@
+"""open_clip dual encoder: one factory resolves a spec to a matched model, preprocess and tokenizer.
+
+torch and open_clip are imported inside functions so that ``pixfind --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import UnknownModel
+from .types import EncoderSpec, ModelInfo
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from PIL import Image
+
+DEFAULT_MODEL = "ViT-B-32"
+DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
+DEFAULT_SPEC = EncoderSpec(DEFAULT_MODEL, DEFAULT_PRETRAINED)
+CONFIG_NAME = "open_clip_config.json"
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
+
+
+CONFIG_DIR = Path(__file__).parent / "model_configs"
+
+
+@functools.cache
+def get_open_clip():
+    """Import open_clip and register pixfind's own architectures (``pixfind-tiny``) once."""
+    import open_clip
+
+    open_clip.add_model_config(CONFIG_DIR)
+    return open_clip
+
+
+def is_model_dir(path: str | os.PathLike | None) -> bool:
+    return bool(path) and (Path(path).expanduser() / CONFIG_NAME).is_file()
+
+
+def list_models() -> list[tuple[str, list[str]]]:
+    """Every open_clip architecture with its pretrained tags (empty list: architecture only)."""
+    open_clip = get_open_clip()
+    tags: dict[str, list[str]] = {}
+    for name, tag in open_clip.list_pretrained():
+        tags.setdefault(name, []).append(tag)
+    return [(name, tags.get(name, [])) for name in open_clip.list_models()]
+
+
+def resolve_spec(model: str | None = None, pretrained: str | None = None) -> EncoderSpec:
+    """Validate a spec and normalise local paths to absolute ones; raise UnknownModel otherwise.
+
+    Accepted forms: (arch, tag), (arch, checkpoint file), (arch, None), (model dir, None),
+    (anything, model dir). Model directories hold open_clip_config.json + weights.
+    """
+    open_clip = get_open_clip()
+    model = model or DEFAULT_MODEL
+    if is_model_dir(pretrained):
+        return EncoderSpec(str(Path(pretrained).expanduser().resolve()), None)
+    if is_model_dir(model):
+        return EncoderSpec(str(Path(model).expanduser().resolve()), None)
+    if os.sep in model or model.startswith("."):
+        raise UnknownModel(
+            f"model directory {model!r} not found or has no {CONFIG_NAME}; "
+            "pass an open_clip model name (see `pixfind models`) or a directory that "
+            "`pixfind train` wrote"
+        )
+    names = open_clip.list_models()
+    if model not in names:
+        close = [n for n in names if model.lower().split("-")[0] in n.lower()][:12]
+        hint = ", ".join(close or names[:20])
+        raise UnknownModel(
+            f"unknown model {model!r}. Valid names include: {hint} "
+            f"(`pixfind models` lists all {len(names)})"
+        )
+    if pretrained is None or pretrained.lower() in ("none", "random", ""):
+        return EncoderSpec(model, None)
+    path = Path(pretrained).expanduser()
+    if path.is_file():
+        return EncoderSpec(model, str(path.resolve()))
+    tags = open_clip.list_pretrained_tags_by_model(model)
+    if pretrained not in tags:
+        if os.sep in pretrained or pretrained.endswith(WEIGHT_SUFFIXES):
+            raise UnknownModel(f"checkpoint {pretrained!r} not found")
+        valid = ", ".join(tags) if tags else "none (architecture only; use a checkpoint file)"
+        raise UnknownModel(
+            f"unknown pretrained tag {pretrained!r} for {model}. Valid tags: {valid}; "
+            "or pass a local checkpoint file or model directory"
+        )
+    return EncoderSpec(model, pretrained)
+
+
+def _file_fingerprint(path: Path) -> str:
+    """Cheap fingerprint of a weights file: size + head + tail (hashing GBs would be slow)."""
+    size = path.stat().st_size
+    h = hashlib.blake2b(str(size).encode(), digest_size=12)
+    with path.open("rb") as f:
+        h.update(f.read(1 << 20))
+        if size > 2 << 20:
+            f.seek(-(1 << 20), os.SEEK_END)
+            h.update(f.read())
+    return h.hexdigest()
+
+
+def _weights_in_dir(directory: Path) -> Path | None:
+    for name in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin", "model.safetensors"):
+        if (directory / name).is_file():
+            return directory / name
+    found = sorted(p for p in directory.iterdir() if p.suffix in WEIGHT_SUFFIXES)
+    return found[0] if found else None
+
+
+def spec_identity(spec: EncoderSpec) -> str:
+    """Two specs with equal identity produce the same vectors."""
+    if is_model_dir(spec.model):
+        weights = _weights_in_dir(Path(spec.model))
+        return "dir:" + (_file_fingerprint(weights) if weights else "random")
+    if spec.pretrained and Path(spec.pretrained).is_file():
+        return f"{spec.model}:file:{_file_fingerprint(Path(spec.pretrained))}"
+    return f"{spec.model}:{spec.pretrained or 'random'}"
+
+
+def pick_device(device: str = "auto") -> str:
+    import torch
+
+    if device != "auto":
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise UnknownModel("--device cuda asked for, but torch sees no CUDA GPU")
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+class Encoder:
+    """A loaded open_clip model with batched, L2-normalised encoders returning float32 numpy."""
+
+    def __init__(self, spec: EncoderSpec, model: Any, preprocess: Any, tokenizer: Any, device: str):
+        self.spec = spec
+        self.model = model
+        self.preprocess = preprocess
+        self.tokenizer = tokenizer
+        self.device = device
+        self.dtype = next(model.parameters()).dtype
+        self._info: ModelInfo | None = None
+
+    @property
+    def info(self) -> ModelInfo:
+        if self._info is None:
+            from open_clip.model import get_model_preprocess_cfg
+
+            cfg = get_model_preprocess_cfg(self.model)
+            size = cfg.get("size", 224)
+            size = size[0] if isinstance(size, list | tuple) else size
+            self._info = ModelInfo(
+                model=self.spec.model,
+                pretrained=self.spec.pretrained,
+                identity=spec_identity(self.spec),
+                dim=self.dim,
+                image_size=int(size),
+                mean=tuple(float(x) for x in cfg.get("mean", ())),
+                std=tuple(float(x) for x in cfg.get("std", ())),
+                resize_mode=str(cfg.get("resize_mode", "shortest")),
+                interpolation=str(cfg.get("interpolation", "bicubic")),
+            )
+        return self._info
+
+    @functools.cached_property
+    def dim(self) -> int:
+        import torch
+
+        with torch.inference_mode():
+            out = self.model.encode_text(self.tokenizer(["x"]).to(self.device))
+        return int(out.shape[-1])
+
+    @property
+    def image_size(self) -> int:
+        return self.info.image_size
+
+    def _finish(self, features: torch.Tensor) -> np.ndarray:
+        import torch
+
+        features = torch.nn.functional.normalize(features.float(), dim=-1)
+        return features.cpu().numpy().astype(np.float32, copy=False)
+
+    def encode_image_tensors(self, batch: torch.Tensor) -> np.ndarray:
+        """Encode already-preprocessed images (N, 3, H, W)."""
+        import torch
+
+        with torch.inference_mode():
+            batch = batch.to(self.device, dtype=self.dtype, non_blocking=True)
+            return self._finish(self.model.encode_image(batch))
+
+    def encode_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
+        import torch
+
+        out = [np.zeros((0, self.dim), np.float32)]
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            out.append(
+                self.encode_image_tensors(torch.stack([self.preprocess(im) for im in chunk]))
+            )
+        return np.concatenate(out)
+
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        import torch
+
+        out = [np.zeros((0, self.dim), np.float32)]
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                tokens = self.tokenizer(list(texts[start : start + batch_size])).to(self.device)
+                out.append(self._finish(self.model.encode_text(tokens)))
+        return np.concatenate(out)
+
+
+def _create(spec: EncoderSpec, device: str) -> tuple[Any, Any, Any]:
+    open_clip = get_open_clip()
+    precision = "fp16" if device.startswith("cuda") else "fp32"
+    if is_model_dir(spec.model):
+        name = f"local-dir:{spec.model}"
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            name, device=device, precision=precision
+        )
+        return model, preprocess, open_clip.get_tokenizer(name)
+    if spec.pretrained is None:
+        import torch
+
+        # Random weights are for plumbing tests and benchmarks: seed them so that every
+        # process builds the same model and an index stays searchable.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                spec.model, pretrained=None, device=device, precision=precision
+            )
+    else:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            spec.model, pretrained=spec.pretrained, device=device, precision=precision
+        )
+    return model, preprocess, open_clip.get_tokenizer(spec.model)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(spec: EncoderSpec, device: str) -> Encoder:
+    try:
+        model, preprocess, tokenizer = _create(spec, device)
+    except UnknownModel:
+        raise
+    except Exception as exc:  # open_clip raises RuntimeError/ValueError/OSError variously
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        hint = (
+            " (HF_HUB_OFFLINE=1 is set and the weights are not in the Hugging Face cache)"
+            if offline
+            else " (is the model hub reachable? For offline use pass a local checkpoint file or "
+            "model directory with --pretrained/--model; see README 'Offline use')"
+        )
+        raise UnknownModel(f"could not load {spec.label}: {exc}{hint}") from exc
+    model.eval()
+    return Encoder(spec, model, preprocess, tokenizer, device)
+
+
+def load_encoder(spec: EncoderSpec | None = None, device: str = "auto") -> Encoder:
+    """Load (once per process) the encoder for a spec. Validates the spec first."""
+    spec = spec or DEFAULT_SPEC
+    spec = resolve_spec(spec.model, spec.pretrained)
+    return _load_cached(spec, pick_device(device))
+
+
+def save_model_dir(
+    model: Any, out_dir: str | os.PathLike, model_cfg: dict, extra: dict | None = None
+) -> Path:
+    """Write open_clip_config.json + open_clip_model.safetensors: a loadable model dir."""
+    from open_clip.model import get_model_preprocess_cfg
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pp = get_model_preprocess_cfg(model)
+    pp = {k: (list(v) if isinstance(v, tuple) else v) for k, v in pp.items()}
+    config = {"model_cfg": model_cfg, "preprocess_cfg": pp}
+    if extra:
+        config["pixfind"] = extra
+    state = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
+    tmp = out / "open_clip_model.safetensors.tmp"
+    save_file(state, str(tmp))
+    os.replace(tmp, out / "open_clip_model.safetensors")
+    (out / CONFIG_NAME).write_text(json.dumps(config, indent=2))
+    return out
