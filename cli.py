@@ -354,6 +354,79 @@ def models_cmd(
         out.print(f"[bold]{name}[/]  {', '.join(tags) if tags else '[dim](no tags)[/]'}")
 
 
+@command("serve")
+def serve_cmd(
+    index: Annotated[
+        str | None,
+        typer.Option(
+            "--index", help="Index directory (same as the global --index).", metavar="DIR"
+        ),
+    ] = None,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to bind. Other than loopback: use --token.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="PIXFIND_TOKEN",
+            help="Require `Authorization: Bearer TOKEN` on every /api route "
+            "(prefer the PIXFIND_TOKEN variable: arguments show in `ps`).",
+        ),
+    ] = None,
+    max_upload_mb: Annotated[
+        float, typer.Option("--max-upload-mb", help="Largest accepted image upload.")
+    ] = 20.0,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option("--cors-origin", help="Allow this origin to call the API (repeatable)."),
+    ] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            help="Host names the server answers to (repeatable). Default: local names on "
+            "loopback, any name otherwise.",
+        ),
+    ] = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Serve the search page and JSON API (open http://127.0.0.1:8000/, API docs at /docs).
+
+    Example: PIXFIND_TOKEN=s3cret pixfind serve --host 0.0.0.0 --port 8080
+    """
+    import uvicorn
+
+    from api.app import create_app
+    from api.service import Service
+    from api.settings import Settings, is_loopback
+
+    settings = Settings(
+        index=resolve_home(index) if index else home(),
+        token=token or None,
+        device=device,
+        host=host,
+        max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+        cors_origins=tuple(cors_origin or ()),
+        allowed_hosts=tuple(allowed_host or ()),
+    )
+    if not is_loopback(host) and not settings.token:
+        err.print(
+            f"[yellow]warning:[/] serving on {host} without a token: anyone who can reach this "
+            "machine can search your photos and download them (set PIXFIND_TOKEN)"
+        )
+    err.print(f"index: {settings.index}; loading the model...")
+    service = Service.open(settings)  # errors (no index, bad model) show before binding
+    url_host = f"[{host}]" if ":" in host else host
+    err.print(
+        f"pixfind: {service.store.count()} images, model {service.store.info.label}; "
+        f"open http://{url_host}:{port}/ (API docs /docs)"
+        + ("; token required" if settings.token else "")
+    )
+    uvicorn.run(create_app(settings, service), host=host, port=port, log_level="warning")
+
+
 def main() -> None:
     import logging
 

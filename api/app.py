@@ -1,0 +1,176 @@
+"""The FastAPI app: ``create_app(settings)``. The index and its model are opened once, in
+``lifespan``, and kept on ``app.state`` for every request.
+
+Run it with ``pixfind serve``, or ``uvicorn --factory api.app:create_app`` (settings from
+PIXFIND_* environment variables).
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from search.errors import (
+    BadQuery,
+    EmptyIndex,
+    IndexMismatch,
+    NoIndex,
+    NotFound,
+    PixfindError,
+    UnknownModel,
+)
+
+from .deps import get_settings
+from .routes import images, search, status
+from .service import FileGone, Service, UnsupportedImage
+from .settings import Settings
+from .upload import TooLarge
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+
+# library errors -> (status, code); the message is the exception's own
+ERRORS: list[tuple[type[Exception], int, str]] = [
+    (NotFound, 404, "not_found"),
+    (FileGone, 410, "gone"),
+    (BadQuery, 400, "bad_query"),
+    (TooLarge, 413, "payload_too_large"),
+    (UnsupportedImage, 415, "unsupported_media_type"),
+    (EmptyIndex, 503, "empty_index"),
+    (NoIndex, 503, "no_index"),
+    (IndexMismatch, 503, "index_mismatch"),
+    (UnknownModel, 503, "model_unavailable"),
+    (PixfindError, 500, "internal_error"),
+]
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+}
+
+PAGE_CSP = (
+    "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+def error(status: int, code: str, detail: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+
+def _describe(exc: RequestValidationError) -> str:
+    parts = []
+    for e in exc.errors():
+        where = ".".join(str(x) for x in e.get("loc", ()) if x not in ("query", "path", "body"))
+        parts.append(f"{where or 'request'}: {e.get('msg', 'invalid')}")
+    return "; ".join(parts)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    for exc_type, status_code, code in ERRORS:
+
+        def handler(_request, exc, status_code=status_code, code=code):
+            return error(status_code, code, str(exc))
+
+        app.add_exception_handler(exc_type, handler)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error(422, "invalid_request", _describe(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no such endpoint: {request.method} {request.url.path[:200]}"
+        code = HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+        return error(exc.status_code, code, str(detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error", exc_info=exc)
+        return error(500, "internal_error", "internal server error (see the server's log)")
+
+
+class SecurityHeaders:
+    """nosniff/no-referrer/no-framing on every response; a strict CSP on the page."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"x-frame-options", b"DENY"),
+                ]
+                if not scope["path"].startswith("/api/"):
+                    headers.append((b"content-security-policy", PAGE_CSP.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def create_app(settings: Settings | None = None, service: Service | None = None) -> FastAPI:
+    """The app for one index. ``service`` (an opened index + model) is made at startup
+    when not given; `pixfind serve` opens it first so that errors show before binding."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if app.state.service is None:
+            app.state.service = await run_in_threadpool(Service.open, settings)
+        yield
+
+    app = FastAPI(
+        title="pixfind",
+        description="Search a photo index by text or by image. Errors are JSON "
+        '`{"error": CODE, "detail": MESSAGE}`. When the server has a token, every /api '
+        "route needs `Authorization: Bearer TOKEN`.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.service = service
+    install_error_handlers(app)
+    for router in (search.router, images.router, status.router):
+        app.include_router(router)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts())
+    return app

@@ -1,0 +1,115 @@
+"""Searching: by text, by an uploaded image, and "more like this" for an indexed image."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+
+from ..deps import ServiceDep, SettingsDep, require_token
+from ..schemas import ErrorResponse, Result, SearchResponse
+from ..service import Page, parse_id
+from ..upload import read_upload
+
+router = APIRouter(
+    prefix="/api/search",
+    tags=["search"],
+    dependencies=[Depends(require_token)],
+    responses={
+        401: {"model": ErrorResponse, "description": "Token missing or wrong"},
+        422: {"model": ErrorResponse, "description": "Invalid parameter (k, offset, q)"},
+        503: {"model": ErrorResponse, "description": "The index is empty"},
+    },
+)
+
+MAX_K = 200  # mirrored in Settings.max_k; Query() needs a literal bound for the OpenAPI schema
+MAX_OFFSET = 1000
+MAX_Q = 500
+
+K = Annotated[int, Query(ge=1, le=MAX_K, description="Results per page")]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Results to skip (paging)")]
+
+
+def to_response(request: Request, query: str, page: Page, k: int, offset: int) -> SearchResponse:
+    root = request.scope.get("root_path", "")
+    results = [
+        Result(
+            id=str(h.id),
+            rank=offset + i + 1,
+            path=h.path,
+            score=round(float(h.score), 6),
+            width=h.width,
+            height=h.height,
+            thumbnail_url=f"{root}/api/thumbnails/{h.id}?size=256",
+            image_url=f"{root}/api/images/{h.id}",
+        )
+        for i, h in enumerate(page.hits)
+    ]
+    return SearchResponse(
+        query=query,
+        took_ms=round(page.took_ms, 2),
+        offset=offset,
+        k=k,
+        next_offset=page.next_offset,
+        results=results,
+    )
+
+
+@router.get("", response_model=SearchResponse, summary="Search by text")
+def search_text(
+    request: Request,
+    service: ServiceDep,
+    q: Annotated[str, Query(min_length=1, max_length=MAX_Q, description="What to look for")],
+    k: K = 20,
+    offset: Offset = 0,
+) -> SearchResponse:
+    return to_response(request, q, service.search_text(q, k, offset), k, offset)
+
+
+@router.get(
+    "/similar/{image_id}",
+    response_model=SearchResponse,
+    summary='"More like this": images similar to an indexed image',
+    responses={404: {"model": ErrorResponse, "description": "No such id in the index"}},
+)
+def search_similar(
+    request: Request, service: ServiceDep, image_id: str, k: K = 20, offset: Offset = 0
+) -> SearchResponse:
+    page = service.similar(parse_id(image_id), k, offset)
+    return to_response(request, image_id, page, k, offset)
+
+
+@router.post(
+    "/image",
+    response_model=SearchResponse,
+    summary="Search by an uploaded image",
+    description="Send a multipart form with the image in a `file` field (or the image as the "
+    "raw body). The image is decoded in memory; it is never stored.",
+    responses={
+        400: {"model": ErrorResponse, "description": "No file, or an empty one"},
+        413: {"model": ErrorResponse, "description": "Larger than the upload limit"},
+        415: {"model": ErrorResponse, "description": "Not a decodable image"},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                    }
+                },
+                "image/*": {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    },
+)
+async def search_upload(
+    request: Request, service: ServiceDep, settings: SettingsDep, k: K = 20, offset: Offset = 0
+) -> SearchResponse:
+    data, name = await read_upload(request, settings.max_upload_bytes)
+    page = await run_in_threadpool(service.search_upload, data, k, offset)
+    return to_response(request, name, page, k, offset)

@@ -1,0 +1,70 @@
+"""Service state: health (no token), index status, and the page's login cookie."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, HTTPException, Response
+
+from ..deps import COOKIE, ServiceDep, SettingsDep, require_token, session_value
+from ..schemas import ErrorResponse, Health, Login, StatusResponse
+from .search import MAX_K
+
+router = APIRouter(tags=["status"])
+
+
+@router.get("/healthz", response_model=Health, summary="Liveness (no token needed)")
+def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get(
+    "/api/status",
+    response_model=StatusResponse,
+    summary="Image count, model and last update of the index",
+    dependencies=[Depends(require_token)],
+    responses={401: {"model": ErrorResponse, "description": "Token missing or wrong"}},
+)
+def status(service: ServiceDep, settings: SettingsDep) -> StatusResponse:
+    data = service.status()
+    last = data.pop("last_update")
+    return StatusResponse(
+        **data,
+        last_update=datetime.fromtimestamp(last).astimezone().isoformat(timespec="seconds")
+        if last
+        else None,
+        auth=bool(settings.token),
+        max_upload_bytes=settings.max_upload_bytes,
+        max_k=MAX_K,
+    )
+
+
+@router.post(
+    "/api/login",
+    status_code=204,
+    summary="Trade the token for an HttpOnly session cookie (used by the web page)",
+    responses={401: {"model": ErrorResponse, "description": "Wrong token"}},
+)
+def login(body: Login, settings: SettingsDep) -> Response:
+    import hmac
+
+    if settings.token and not hmac.compare_digest(body.token.encode(), settings.token.encode()):
+        raise HTTPException(401, "wrong token")
+    response = Response(status_code=204)
+    if settings.token:
+        response.set_cookie(
+            COOKIE,
+            session_value(settings.token),
+            httponly=True,
+            samesite="strict",
+            path="/api",
+            max_age=30 * 24 * 3600,
+        )
+    return response
+
+
+@router.post("/api/logout", status_code=204, summary="Forget the session cookie")
+def logout() -> Response:
+    response = Response(status_code=204)
+    response.delete_cookie(COOKIE, path="/api", httponly=True, samesite="strict")
+    return response

@@ -1,0 +1,49 @@
+"""Response models: what the JSON endpoints return (and what /docs shows)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class Result(BaseModel):
+    id: str = Field(description="Opaque image id (a decimal string: it exceeds 2**53)")
+    rank: int
+    path: str = Field(description="Where the file is on the server's disk")
+    score: float = Field(description="Cosine similarity to the query, in [-1, 1]")
+    width: int
+    height: int
+    thumbnail_url: str
+    image_url: str
+
+
+class SearchResponse(BaseModel):
+    query: str = Field(description="The text, the upload's name, or the id searched for")
+    took_ms: float
+    offset: int
+    k: int
+    next_offset: int | None = Field(description="Offset of the next page; null when no more")
+    results: list[Result]
+
+
+class StatusResponse(BaseModel):
+    images: int
+    model: str
+    dim: int
+    last_update: str | None = Field(description="ISO 8601 time of the latest indexed image")
+    version: int = Field(description="Table version; changes whenever the index is written")
+    auth: bool = Field(description="Whether a bearer token is required")
+    max_upload_bytes: int
+    max_k: int
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Login(BaseModel):
+    token: str = Field(max_length=1000)
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(description="Machine-readable code, e.g. not_found, payload_too_large")
+    detail: str = Field(description="What went wrong and what to do")

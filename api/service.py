@@ -1,0 +1,256 @@
+"""What the routes need from the core, shared by all requests: one searcher, one encoder.
+
+The searcher is opened once (the encoder loaded once) and used from many worker threads.
+Writes by `pixfind index` in another process are picked up every ``refresh_seconds``; the
+FAISS index is rebuilt under a lock when the table moved on, so two requests never build it
+at the same time.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import mimetypes
+import os
+import stat
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from search.engine import Searcher
+from search.errors import BadQuery, NotFound
+from search.images import DecodeError, content_hash, decode_bytes
+from search.index import VectorIndex
+from search.types import Hit, ImageRecord
+
+from .settings import THUMBNAIL_SIZES, Settings
+
+log = logging.getLogger(__name__)
+
+THUMBNAIL_DIR = "thumbnails"
+IMAGE_TYPES = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".jpe": "image/jpeg",
+    ".jfif": "image/jpeg",
+    ".png": "image/png",
+    ".webp": "image/webp",
+    ".gif": "image/gif",
+    ".bmp": "image/bmp",
+    ".tif": "image/tiff",
+    ".tiff": "image/tiff",
+    ".heic": "image/heic",
+    ".heif": "image/heif",
+}
+
+
+class FileGone(Exception):
+    """An indexed file that is missing or changed on disk since it was indexed."""
+
+
+class UnsupportedImage(Exception):
+    """An upload that is not a decodable image."""
+
+
+class LockedSearcher(Searcher):
+    """A Searcher whose index (re)build and table refresh are serialised across threads."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._lock = threading.Lock()
+        self._checked_at = 0.0
+
+    @property
+    def index(self) -> VectorIndex:
+        with self._lock:
+            return super().index
+
+    def refresh_if_due(self, every: float) -> None:
+        if time.monotonic() - self._checked_at < every:
+            return
+        with self._lock:
+            if time.monotonic() - self._checked_at < every:
+                return
+            self.refresh()
+            self._checked_at = time.monotonic()
+
+
+@dataclass
+class Page:
+    hits: list[Hit]
+    took_ms: float
+    next_offset: int | None
+
+
+class Service:
+    def __init__(self, settings: Settings, searcher: LockedSearcher):
+        self.settings = settings
+        self.searcher = searcher
+
+    @classmethod
+    def open(cls, settings: Settings) -> Service:
+        """Open the index and load its encoder (raises NoIndex, IndexMismatch, UnknownModel)."""
+        searcher = LockedSearcher(settings.index, device=settings.device)
+        searcher.encoder  # noqa: B018 - load the model now, not on the first request
+        return cls(settings, searcher)
+
+    @property
+    def store(self):
+        return self.searcher.store
+
+    def _fresh(self) -> LockedSearcher:
+        self.searcher.refresh_if_due(self.settings.refresh_seconds)
+        return self.searcher
+
+    # -- searching -------------------------------------------------------------
+    def _page(self, run, k: int, offset: int) -> Page:
+        """Run a top-(offset+k+1) search and slice it: the extra hit says whether more exist."""
+        start = time.perf_counter()
+        hits = run(offset + k + 1)
+        page = hits[offset : offset + k]
+        took = (time.perf_counter() - start) * 1000
+        return Page(page, took, offset + k if len(hits) > offset + k else None)
+
+    def search_text(self, q: str, k: int, offset: int) -> Page:
+        searcher = self._fresh()
+        return self._page(lambda n: searcher.search(q, n), k, offset)
+
+    def similar(self, image_id: int, k: int, offset: int) -> Page:
+        searcher = self._fresh()
+        return self._page(lambda n: searcher.similar(image_id, n), k, offset)
+
+    def search_upload(self, data: bytes, k: int, offset: int) -> Page:
+        searcher = self._fresh()
+        start = time.perf_counter()
+        encoder = searcher.encoder
+        try:
+            decoded = decode_bytes(data, draft_size=encoder.image_size)
+        except DecodeError as exc:
+            raise UnsupportedImage(f"the upload is not a usable image: {exc}") from exc
+        vector = encoder.encode_images([decoded.image])[0]
+        page = self._page(lambda n: searcher.search_vector(vector, n), k, offset)
+        page.took_ms = (time.perf_counter() - start) * 1000
+        return page
+
+    # -- files -----------------------------------------------------------------
+    def record(self, image_id: int) -> ImageRecord:
+        return self._fresh().store.record(image_id)
+
+    def read_original(self, image_id: int) -> tuple[ImageRecord, bytes, str]:
+        """The bytes of an indexed file, only if it is still exactly what was indexed.
+
+        The path comes from the index, never from the client; the file is opened once and
+        checked through that descriptor (regular file, same size and mtime, same content hash),
+        so a file swapped for a symlink or edited since indexing is never served."""
+        rec = self.record(image_id)
+        try:
+            fd = os.open(rec.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        except OSError as exc:
+            raise FileGone(
+                f"image {image_id} is in the index but {_why(exc)}; run `pixfind index` "
+                f"again to bring the index up to date"
+            ) from exc
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode) or not _same_file(st, rec):
+                raise FileGone(
+                    f"image {image_id} changed on disk since it was indexed; run `pixfind "
+                    f"index` again to bring the index up to date"
+                )
+            data = f.read(rec.size + 1)
+        if len(data) != rec.size or content_hash(data) != rec.content_hash:
+            raise FileGone(f"image {image_id} changed on disk since it was indexed")
+        return rec, data, media_type(rec.path)
+
+    def thumbnail(self, image_id: int, size: int) -> tuple[Path | None, bytes | None]:
+        """(cached file, None) or (None, JPEG bytes) when the cache can't be written."""
+        size = snap_size(size)
+        rec = self.record(image_id)
+        folder = self.settings.index / THUMBNAIL_DIR
+        cached = folder / f"{rec.id}-{size}-{rec.content_hash[:16]}.jpg"
+        # the source must still be what was indexed, even when a thumbnail is cached
+        if not _same_on_disk(rec):
+            raise FileGone(
+                f"image {image_id} is missing or changed on disk since it was indexed; run "
+                f"`pixfind index` again"
+            )
+        if cached.is_file():
+            return cached, None
+        _, data, _ = self.read_original(image_id)
+        jpeg = make_thumbnail(data, size)
+        try:
+            folder.mkdir(exist_ok=True)
+            tmp = cached.with_name(f"{cached.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_bytes(jpeg)
+            os.replace(tmp, cached)
+        except OSError as exc:  # read-only index: serve without caching
+            log.warning("thumbnail cache not writable (%s): %s", folder, exc)
+            return None, jpeg
+        return cached, None
+
+    def status(self) -> dict:
+        store = self._fresh().store
+        return {
+            "images": store.count(),
+            "model": store.info.label,
+            "dim": store.info.dim,
+            "last_update": store.last_update(),
+            "version": store.version,
+        }
+
+
+def _why(exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "its file no longer exists"
+    if isinstance(exc, PermissionError):
+        return "its file is not readable"
+    return f"its file can't be opened ({exc.strerror or exc})"
+
+
+def _same_file(st: os.stat_result, rec: ImageRecord) -> bool:
+    return st.st_size == rec.size and abs(st.st_mtime - rec.mtime) < 1e-6
+
+
+def _same_on_disk(rec: ImageRecord) -> bool:
+    try:
+        st = os.stat(rec.path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and _same_file(st, rec)
+
+
+def media_type(path: str) -> str:
+    ext = os.path.splitext(path)[1].lower()
+    return IMAGE_TYPES.get(ext) or mimetypes.guess_type(path)[0] or "application/octet-stream"
+
+
+def snap_size(size: int) -> int:
+    """Round a requested thumbnail size up to an allowed one, so the cache stays bounded."""
+    for allowed in THUMBNAIL_SIZES:
+        if size <= allowed:
+            return allowed
+    return THUMBNAIL_SIZES[-1]
+
+
+def make_thumbnail(data: bytes, size: int) -> bytes:
+    """An upright JPEG whose longer side is at most ``size``."""
+    try:
+        decoded = decode_bytes(data, draft_size=size)
+    except DecodeError as exc:
+        raise BadQuery(f"can't make a thumbnail: {exc}") from exc
+    img = decoded.image
+    img.thumbnail((size, size))
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=85, optimize=True)
+    return out.getvalue()
+
+
+def parse_id(raw: str) -> int:
+    """Ids are opaque non-negative 63-bit integers, sent as decimal strings."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
+        raise NotFound(f"no image with id {raw[:40]!r} in the index")
+    value = int(raw)
+    if value >= 1 << 63:
+        raise NotFound(f"no image with id {raw!r} in the index")
+    return value
