@@ -90,6 +90,7 @@ function card(hit) {
   const name = document.createElement("span");
   name.className = "name";
   name.textContent = img.alt;
+  name.title = hit.path;
   const similar = document.createElement("button");
   similar.type = "button";
   similar.className = "similar";
