@@ -376,7 +376,8 @@ def serve_cmd(
         ),
     ] = None,
     max_upload_mb: Annotated[
-        float, typer.Option("--max-upload-mb", help="Largest accepted image upload.")
+        float,
+        typer.Option("--max-upload-mb", min=0.01, help="Largest accepted image upload."),
     ] = 20.0,
     cors_origin: Annotated[
         list[str] | None,

@@ -10,7 +10,10 @@ import http.client
 import io
 import os
 import socket
+import subprocess
+import sys
 import threading
+import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -501,3 +504,36 @@ def test_new_images_appear_while_serving_and_rebuild_is_not_raced(tmp_path):
             assert not errors
             assert all(r == results[0] and len(r) == 6 for r in results)
             assert str(path_id(str(added[0]))) not in results[0]
+
+
+def test_pixfind_serve_command(corpus, cli, tmp_path):
+    """The real command: refuses a missing index with one line, serves an existing one."""
+    missing = cli("--index", tmp_path / "nowhere", "serve", ok=False)
+    assert missing.exit_code == 1 and "no index at" in missing.output
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env["PIXFIND_TOKEN"] = "cli-token"
+    cmd = [sys.executable, "-m", "cli", "serve", "--index", str(corpus.home), "--port", str(port)]
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        import httpx
+
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.stderr.read()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "pixfind serve did not start"
+                time.sleep(0.2)
+        url = f"http://127.0.0.1:{port}/api/search?q=a+photo&k=3"
+        assert httpx.get(url).status_code == 401
+        r = httpx.get(url, headers={"Authorization": "Bearer cli-token"})
+        assert r.status_code == 200 and len(r.json()["results"]) == 3
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert "token required" in proc.stderr.read()
