@@ -18,7 +18,6 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from search.errors import (
     BadQuery,
@@ -133,6 +132,34 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class TrustedHosts:
+    """Refuse requests whose Host header is not one of ours (JSON 400, like other errors)."""
+
+    def __init__(self, app, allowed: list[str]):
+        self.app = app
+        self.any = "*" in allowed
+        self.allowed = {h.lower() for h in allowed}
+
+    def host_ok(self, scope) -> bool:
+        if self.any:
+            return True
+        raw = dict(scope["headers"]).get(b"host", b"").decode("latin-1").lower()
+        host = raw.rsplit(":", 1)[0] if raw.count(":") == 1 or "]:" in raw else raw
+        return host in self.allowed
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] in ("http", "websocket") and not self.host_ok(scope):
+            response = error(
+                400,
+                "bad_host",
+                "this server only answers to "
+                + ", ".join(sorted(self.allowed))
+                + " (start it with --allowed-host NAME to add a name)",
+            )
+            return await response(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, service: Service | None = None) -> FastAPI:
     """The app for one index. ``service`` (an opened index + model) is made at startup
     when not given; `pixfind serve` opens it first so that errors show before binding."""
@@ -172,5 +199,5 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
             allow_headers=["Authorization", "Content-Type"],
         )
     app.add_middleware(SecurityHeaders)
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts())
+    app.add_middleware(TrustedHosts, allowed=settings.trusted_hosts())
     return app

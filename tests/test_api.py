@@ -345,9 +345,12 @@ def test_cors_off_unless_configured(settings, service):
 
 def test_loopback_server_refuses_foreign_host_names(client):
     # DNS rebinding: a page on evil.example resolving to 127.0.0.1 must get nothing
-    r = client.get("/api/status", headers={"Host": "evil.example"})
-    assert r.status_code == 400 and b"images" not in r.content
-    assert client.get("/api/status", headers={"Host": "localhost:8000"}).status_code == 200
+    for host in ("evil.example", "evil.example:8000", "127.0.0.1.evil.example", ""):
+        r = client.get("/api/status", headers={"Host": host})
+        assert_error(r, 400, "bad_host")
+        assert b"images" not in r.content
+    for host in ("localhost:8000", "127.0.0.1", "[::1]:8000", "LOCALHOST"):
+        assert client.get("/api/status", headers={"Host": host}).status_code == 200, host
 
 
 def raw_get(base: str, raw_path: str) -> tuple[int, bytes]:

@@ -133,6 +133,27 @@ def test_search_similar_upload_and_scroll(browser, photo_index):
         assert float(page.locator(".card .score").first.text_content()) > 0.99
         page.screenshot(path=str(ARTIFACTS / "web-upload.png"))
 
+        # drag and drop an image onto the page (here the top result's file): same as choosing it
+        page.evaluate(
+            """async name => {
+              const blob = await (await fetch(document.querySelector('.card .thumb').href)).blob();
+              const data = new DataTransfer();
+              data.items.add(new File([blob], name, {type: blob.type}));
+              for (const type of ['dragenter', 'dragover', 'drop']) {
+                window.dispatchEvent(new DragEvent(type, {dataTransfer: data, cancelable: true}));
+              }
+            }""",
+            "dropped-photo.jpg",
+        )
+        page.wait_for_function(
+            "n => document.getElementById('query-label').textContent.includes(n)",
+            arg="dropped-photo.jpg",
+        )
+        page.wait_for_function(IMAGES_LOADED, arg=4)
+        assert page.is_hidden("#drop")
+        # the dropped bytes were the top result's file: it finds itself first
+        assert page.locator(".card .thumb").first.get_attribute("title") == str(query)
+
         # infinite scroll: the next page loads when the bottom comes into view
         if len(photos) > 30:
             page.mouse.wheel(0, 20000)
