@@ -67,6 +67,16 @@ PAGE_CSP = (
     "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
 
+# FastAPI's /docs and /redoc pages load Swagger UI / ReDoc from the jsdelivr CDN with inline
+# script; they show only the schema. The search page itself uses nothing external.
+DOCS_PATHS = frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"})
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
+    "worker-src 'self' blob:; frame-ancestors 'none'"
+)
+
 
 def error(status: int, code: str, detail: str, headers: dict | None = None) -> JSONResponse:
     return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
@@ -124,7 +134,10 @@ class SecurityHeaders:
                     (b"referrer-policy", b"no-referrer"),
                     (b"x-frame-options", b"DENY"),
                 ]
-                if not scope["path"].startswith("/api/"):
+                path = scope["path"]
+                if path in DOCS_PATHS:
+                    headers.append((b"content-security-policy", DOCS_CSP.encode()))
+                elif not path.startswith("/api/"):
                     headers.append((b"content-security-policy", PAGE_CSP.encode()))
                 message["headers"] = headers
             await send(message)

@@ -167,10 +167,12 @@ def test_search_similar_upload_and_scroll(browser, photo_index):
 
 def test_page_asks_for_the_token(browser, photo_index):
     home, photos = photo_index
+    ARTIFACTS.mkdir(exist_ok=True)
     settings = replace(Settings(index=home), token="family-photos-2026")
     with live_server(create_app(settings)) as base:
         page, problems = open_page(browser, base)
         page.wait_for_selector("#login[open]")
+        page.screenshot(path=str(ARTIFACTS / "web-login.png"))
         page.fill("#token", "wrong")
         page.click("#login-form button")
         page.wait_for_function("() => !document.getElementById('login-error').hidden")

@@ -217,4 +217,6 @@ const initial = new URLSearchParams(location.search).get("q");
 if (initial) {
   $("q").value = initial;
   run("text", initial);
+} else {
+  setMessage("Type what you are looking for, or drop a photo anywhere on this page.");
 }
