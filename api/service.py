@@ -9,6 +9,7 @@ at the same time.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import mimetypes
 import os
@@ -19,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from search.engine import Searcher
-from search.errors import BadQuery, NotFound
+from search.errors import BadQuery, IndexMismatch, NotFound
 from search.images import DecodeError, content_hash, decode_bytes
 from search.index import VectorIndex
-from search.types import Hit, ImageRecord
+from search.store import META_KEY
+from search.types import Hit, ImageRecord, ModelInfo
 
 from .settings import THUMBNAIL_SIZES, Settings
 
@@ -60,6 +62,7 @@ class LockedSearcher(Searcher):
         super().__init__(*args, **kwargs)
         self._lock = threading.Lock()
         self._checked_at = 0.0
+        self._mismatch: str | None = None
 
     @property
     def index(self) -> VectorIndex:
@@ -67,13 +70,31 @@ class LockedSearcher(Searcher):
             return super().index
 
     def refresh_if_due(self, every: float) -> None:
+        if self._mismatch:
+            raise IndexMismatch(self._mismatch)
         if time.monotonic() - self._checked_at < every:
             return
         with self._lock:
             if time.monotonic() - self._checked_at < every:
                 return
+            before = self.store.version
             self.refresh()
+            if self.store.version != before:
+                self._check_same_model()
             self._checked_at = time.monotonic()
+
+    def _check_same_model(self) -> None:
+        """`pixfind index --rebuild --model ...` while serving: the loaded encoder no longer
+        matches the vectors, so refuse to search (silently wrong results otherwise)."""
+        raw = (self.store.table.schema.metadata or {}).get(META_KEY)
+        model = ModelInfo.from_dict(json.loads(raw)["model"]) if raw else None
+        if model is None or model.identity != self.store.info.identity:
+            label = model.label if model else "an unknown model"
+            self._mismatch = (
+                f"the index at {self.home} was rebuilt with {label} while this server was "
+                f"running with {self.store.info.label}; restart `pixfind serve`"
+            )
+            raise IndexMismatch(self._mismatch)
 
 
 @dataclass

@@ -10,11 +10,13 @@ import http.client
 import io
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
 import urllib.parse
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -51,6 +53,19 @@ def exif_rotated(path: Path) -> Path:
     exif[0x0112] = 6
     img.save(path, "JPEG", exif=exif.tobytes())
     return path
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A tiny PNG that claims to be width x height (a decompression-bomb shape)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 64)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 @pytest.fixture(scope="module")
@@ -176,6 +191,10 @@ def test_upload_errors(client, corpus):
     assert "not an image" in body["detail"]
     jpeg = corpus.files[0].read_bytes()
     assert_error(post("cut.jpg", jpeg[:300], "image/jpeg"), 415, "unsupported_media_type")
+    body = assert_error(
+        post("bomb.png", png_header_only(30_000, 30_000)), 415, "unsupported_media_type"
+    )
+    assert "decompression bomb" in body["detail"]  # refused from the header alone
     assert_error(post("empty.jpg", b""), 400, "bad_query")
     no_file = client.post("/api/search/image", data={"other": "x"}, files={"x": ("a", b"b")})
     assert_error(no_file, 400, "bad_query")
@@ -540,3 +559,45 @@ def test_pixfind_serve_command(corpus, cli, tmp_path):
         proc.terminate()
         proc.wait(timeout=30)
     assert "token required" in proc.stderr.read()
+
+
+def test_index_rebuilt_with_another_model_while_serving_is_503(tmp_path):
+    import torch
+
+    from search.encoder import get_open_clip
+
+    photos = tmp_path / "photos"
+    for i in range(3):
+        make_picture(photos / f"p{i}.jpg", seed=400 + i)
+    home = tmp_path / "index"
+    index_folder(home, photos)
+    with TestClient(create_app(Settings(index=home, refresh_seconds=0.0)), base_url=BASE) as c:
+        assert c.get("/api/search?q=x").status_code == 200
+        # same architecture and vector size, other weights: only the identity tells them apart
+        other = tmp_path / "other.pt"
+        torch.save(get_open_clip().create_model("pixfind-tiny").state_dict(), other)
+        run_index(
+            home,
+            IndexOptions(roots=[str(photos)], rebuild=True),
+            spec=EncoderSpec("pixfind-tiny", str(other)),
+        )
+        for url in ("/api/search?q=x", "/api/status", "/api/search?q=y"):
+            body = assert_error(c.get(url), 503, "index_mismatch")
+            assert "restart `pixfind serve`" in body["detail"]
+
+
+def test_app_factory_reads_settings_from_the_environment(corpus, monkeypatch):
+    """`uvicorn --factory api.app:create_app`: settings come from PIXFIND_* variables."""
+    from api.deps import get_settings
+
+    monkeypatch.setenv("PIXFIND_INDEX", str(corpus.home))
+    monkeypatch.setenv("PIXFIND_TOKEN", "env-token")
+    monkeypatch.setenv("PIXFIND_MAX_UPLOAD_BYTES", "1000")
+    get_settings.cache_clear()
+    try:
+        with TestClient(create_app(), base_url=BASE) as c:
+            assert_error(c.get("/api/status"), 401, "unauthorized")
+            s = c.get("/api/status", headers={"Authorization": "Bearer env-token"}).json()
+            assert s["images"] == 13 and s["max_upload_bytes"] == 1000
+    finally:
+        get_settings.cache_clear()
