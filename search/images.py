@@ -9,6 +9,7 @@ import io
 import os
 import stat
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,6 +118,7 @@ def decode_bytes(
         with warnings.catch_warnings():
             # Our megapixel cap below replaces Pillow's warning (it fires at 89 MP).
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", UserWarning)  # plugins warn on hostile files
             img = Image.open(io.BytesIO(data))
             file_type = (img.format or "").lower()
             width, height = img.size
@@ -125,6 +127,14 @@ def decode_bytes(
                     f"too large: {width}x{height} = {width * height / 1e6:.0f} MP "
                     f"> --max-megapixels {max_megapixels:g}"
                 )
+            if draft_size and img.format == "JPEG":
+                scale = min(img.size) / draft_size
+                if scale >= 2:
+                    img.draft("RGB", (int(img.size[0] / scale), int(img.size[1] / scale)))
+            img.seek(0)  # first frame of animations
+            # load before reading metadata: some plugins (PNG) load lazily inside getexif(),
+            # where a decoding error would be swallowed and a half image kept
+            img.load()
             meta = read_metadata(img)
             try:
                 orientation = int(img.getexif().get(0x0112, 1))
@@ -132,12 +142,6 @@ def decode_bytes(
                 orientation = 1
             if orientation in (5, 6, 7, 8):
                 width, height = height, width
-            if draft_size and img.format == "JPEG":
-                scale = min(img.size) / draft_size
-                if scale >= 2:
-                    img.draft("RGB", (int(img.size[0] / scale), int(img.size[1] / scale)))
-            img.seek(0)  # first frame of animations
-            img.load()
             if orientation in range(2, 9):
                 with contextlib.suppress(Exception):  # bad EXIF: keep the image as stored
                     img = ImageOps.exif_transpose(img) or img
@@ -149,10 +153,10 @@ def decode_bytes(
     except UnidentifiedImageError as exc:
         raise DecodeError("not an image (unrecognised format)") from exc
     except OSError as exc:
-        if "truncated" in str(exc) or "broken data stream" in str(exc):
+        if "truncated" in str(exc).lower():
             raise DecodeError(f"truncated image: {exc}") from exc
         raise DecodeError(f"corrupt image: {exc}") from exc
-    except (SyntaxError, ValueError, EOFError) as exc:
+    except (SyntaxError, ValueError, EOFError, zlib.error) as exc:
         raise DecodeError(f"corrupt image: {exc}") from exc
     except Exception as exc:  # Pillow plugins raise many types on hostile files
         raise DecodeError(f"undecodable image: {type(exc).__name__}: {exc}") from exc
