@@ -418,8 +418,8 @@ def search_cmd(
                 w = h.extra["caption_weight"]
                 sys.stdout.write(
                     f"      = {1 - w:.2f} x image {h.extra['image_score']:.3f} + {w:.2f} x "
-                    f"caption {h.extra['caption_scaled']:.3f} (cosine {cap:.3f} rescaled to "
-                    f"image scores) for {h.extra['caption']!r}\n"
+                    f"caption {h.extra['caption_scaled']:.3f} (cosine {cap:.3f}) "
+                    f"for {h.extra['caption']!r}\n"
                 )
         return
     sys.stdout.write(f"{'rank':>4}  {'score':>6}  path\n")
