@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import io
 import json
+import os
 import random
 import struct
 from datetime import datetime
@@ -153,6 +154,16 @@ def test_metadata_and_every_caption_source_are_stored(tmp_path, encoder):
         for c in rec(name).captions
     )
     np.testing.assert_allclose(cap.vectors, encoder.encode_texts(cap.texts), atol=1e-5)
+
+    # a caption added later is picked up once the photo is touched, without re-embedding it
+    (root / "plain.png.txt").write_text("added afterwards\n")
+    os.utime(root / "plain.png", (2e9, 2e9))
+    report = run_index(
+        tmp_path / "index", IndexOptions(roots=[str(root)], workers=0), encoder=encoder
+    )
+    assert (report.updated, report.reused, report.captioned) == (1, 1, 1)
+    store = Store.open(tmp_path / "index")
+    assert rec("plain.png").captions == ("added afterwards",)
 
 
 def _captioned_corpus(root: Path, n: int = 40, n_captioned: int = 16) -> dict[str, str]:
