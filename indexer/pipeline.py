@@ -255,7 +255,8 @@ def _embed_and_write(
     todo = plan.todo
     changed = {s.path for s in plan.changed}
     removed = set(plan.removed)
-    may_reuse = store.count() > 0  # a fresh index holds no vectors to reuse
+    # a fresh index holds no vectors to reuse; otherwise hashes are checked in memory
+    known_hashes = store.known_hashes() if todo and store.count() > 0 else set()
     captions = CaptionFinder([os.path.abspath(r) for r in options.roots])
     batch_size = options.batch_size or (128 if encoder.device.startswith("cuda") else 32)
     workers = default_workers(len(todo), batch_size) if options.workers < 0 else options.workers
@@ -271,7 +272,7 @@ def _embed_and_write(
             store.delete_paths(stale)
             report.removed += len(stale)
         if good:
-            _write_batch(store, encoder, good, captions, options, report, may_reuse, removed)
+            _write_batch(store, encoder, good, captions, options, report, known_hashes, removed)
             for it in good:
                 if it.stat.path in changed:
                     report.updated += 1
@@ -291,13 +292,14 @@ def _write_batch(
     captions: CaptionFinder,
     options: IndexOptions,
     report: IndexReport,
-    may_reuse: bool,
+    known_hashes: set[str],
     removed: set[str],
 ) -> None:
     """Embed what isn't known by content hash, embed captions, commit the batch at once."""
     import torch
 
-    known = store.rows_by_hash(it.content_hash for it in good) if may_reuse else {}
+    wanted = {it.content_hash for it in good} & known_hashes
+    known = store.rows_by_hash(wanted) if wanted else {}
     vectors = np.zeros((len(good), encoder.dim), np.float32)
     fresh = [i for i, it in enumerate(good) if it.content_hash not in known]
     if fresh:

@@ -214,6 +214,12 @@ class Store:
                 out[h] = v
         return out
 
+    def known_hashes(self) -> set[str]:
+        """Every content hash in the index: one scan per run, so batches look up moves in
+        memory and only fetch vectors when a batch really holds known content."""
+        t = self._scan(["content_hash"])
+        return set(t["content_hash"].to_pylist())
+
     def rows_by_hash(self, hashes: Iterable[str]) -> dict[str, tuple[str, np.ndarray]]:
         """content_hash -> (a path holding it, its vector): how moves and renames are found."""
         hashes = sorted(set(hashes))
