@@ -113,6 +113,41 @@ def test_unreadable_file_is_skipped(tmp_path, encoder):
     assert report.skipped == [(str(locked), "permission denied")] and report.added == 1
 
 
+def test_unreadable_file_reason_when_running_as_root(tmp_path):
+    """Root reads any file, so the reason is checked in a forked child that drops to nobody."""
+    if os.geteuid() != 0:
+        pytest.skip("not root: test_unreadable_file_is_skipped covers it through the pipeline")
+    import tempfile
+
+    from search.images import DecodeError
+
+    folder = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        folder.chmod(0o755)
+        locked = make_picture(folder / "locked.jpg", 3)
+        locked.chmod(0)
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: no torch here, only the decoder
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                try:
+                    decode_file(locked)
+                    message = "decoded"
+                except DecodeError as exc:
+                    message = str(exc)
+                os.write(write_end, message.encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        _, status = os.waitpid(pid, 0)
+        assert os.read(read_end, 200).decode() == "permission denied" and status == 0
+        os.close(read_end)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def test_moves_and_renames_reuse_vectors_without_embedding(tmp_path, encoder, monkeypatch):
     folder = tmp_path / "p"
     for i in range(6):
