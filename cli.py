@@ -141,8 +141,18 @@ def index_cmd(
         int, typer.Option("--workers", help="Decoding processes (-1: automatic, 0: none).")
     ] = -1,
     max_megapixels: Annotated[
-        float, typer.Option("--max-megapixels", help="Skip images larger than this.")
-    ] = 200.0,
+        float,
+        typer.Option(
+            "--max-megapixels", help="Skip images larger than this (decompression-bomb guard)."
+        ),
+    ] = 150.0,
+    captions: Annotated[
+        bool,
+        typer.Option(
+            "--captions/--no-captions",
+            help="Read captions from sidecars, captions.jsonl and image metadata.",
+        ),
+    ] = True,
     rebuild: Annotated[
         bool,
         typer.Option("--rebuild", help="Drop the index's vectors and re-embed everything."),
@@ -173,6 +183,7 @@ def index_cmd(
         workers=workers,
         max_megapixels=max_megapixels,
         rebuild=rebuild,
+        captions=captions,
     )
     progress = Progress(
         TextColumn("[bold]embedding"),
@@ -224,7 +235,8 @@ def index_cmd(
         _print_report(report)
     if report.interrupted:
         err.print(
-            "[yellow]interrupted[/]: finished batches are saved; run the same command to resume"
+            f"[yellow]interrupted[/]: {report.embedded} images committed and safe; run the "
+            "same command again to resume where it stopped"
         )
         raise typer.Exit(130)
 
@@ -234,15 +246,54 @@ def _print_report(report) -> None:
     out.print(
         f"[bold]{report.added}[/] added, [bold]{report.updated}[/] updated, "
         f"[bold]{report.removed}[/] removed, {report.unchanged} unchanged, "
+        f"{report.moved} moved and {report.reused} reused without re-embedding, "
+        f"{report.captioned} captioned, "
         f"{len(report.skipped)} skipped; {report.total} images in the index "
         f"({report.seconds:.1f}s, {rate:.1f} img/s) [dim]model {report.model}[/]"
     )
     if report.skipped:
         shown = report.skipped[:20]
         for path, reason in shown:
-            out.print(f"  [yellow]skipped[/] {path}: {reason}")
+            out.print(f"  [yellow]skipped[/] {escape(_shown(path))}: {escape(reason)}")
         if len(report.skipped) > len(shown):
             out.print(f"  ... and {len(report.skipped) - len(shown)} more (use --json for all)")
+
+
+def _shown(path: str) -> str:
+    """A path safe to print: undecodable bytes of non-UTF-8 names shown as U+FFFD."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _day_bound(text: str, end: bool) -> float:
+    """``2024-05-01`` (whole day; --before includes it) or ``2024-05-01T12:00`` -> POSIX."""
+    from datetime import timedelta
+
+    from search.errors import BadQuery
+
+    try:
+        stamp = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadQuery(f"not a date: {text!r} (use YYYY-MM-DD or YYYY-MM-DDTHH:MM)") from None
+    if end and len(text) <= 10:
+        stamp += timedelta(days=1) - timedelta(microseconds=1)
+    return stamp.timestamp()
+
+
+def _filters(folder, after, before, min_width, min_height, types):
+    import os
+
+    from search.types import Filters
+
+    if folder and not any(ch in folder for ch in "*?["):
+        folder = os.path.abspath(os.path.expanduser(folder))
+    return Filters(
+        folder=folder or None,
+        after=_day_bound(after, end=False) if after else None,
+        before=_day_bound(before, end=True) if before else None,
+        min_width=min_width,
+        min_height=min_height,
+        file_types=tuple(t for spec in types or [] for t in spec.split(",") if t),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,6 +311,54 @@ def search_cmd(
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
     device: DeviceOpt = "auto",
+    add: Annotated[
+        list[str] | None,
+        typer.Option("--add", "-a", help="Also look for this (repeatable; weight: '2:beach')."),
+    ] = None,
+    subtract: Annotated[
+        list[str] | None,
+        typer.Option("--subtract", "-s", help="Steer away from this (repeatable; '0.5:people')."),
+    ] = None,
+    add_image: Annotated[
+        list[str] | None,
+        typer.Option("--add-image", help="Also look like this image (repeatable; '2:./x.jpg')."),
+    ] = None,
+    subtract_image: Annotated[
+        list[str] | None,
+        typer.Option("--subtract-image", help="Steer away from this image (repeatable)."),
+    ] = None,
+    folder: Annotated[
+        str | None,
+        typer.Option("--folder", help="Only photos under this folder, or matching a path glob."),
+    ] = None,
+    after: Annotated[
+        str | None, typer.Option("--after", help="Taken on/after this date (YYYY-MM-DD).")
+    ] = None,
+    before: Annotated[
+        str | None, typer.Option("--before", help="Taken on/before this date (YYYY-MM-DD).")
+    ] = None,
+    min_width: Annotated[int, typer.Option("--min-width", help="Minimum width (pixels).")] = 0,
+    min_height: Annotated[int, typer.Option("--min-height", help="Minimum height (pixels).")] = 0,
+    file_type: Annotated[
+        list[str] | None,
+        typer.Option("--type", help="File type(s): jpeg, png, webp, gif... (repeatable)."),
+    ] = None,
+    min_score: Annotated[
+        float | None, typer.Option("--min-score", help="Drop results scoring below this.")
+    ] = None,
+    sort: Annotated[
+        str, typer.Option("--sort", help="Order of the top-k: score (default) or date (newest).")
+    ] = "score",
+    caption_weight: Annotated[
+        float | None,
+        typer.Option(
+            "--caption-weight",
+            help="Weight of caption similarity for captioned photos, 0..1 (default 0.7).",
+        ),
+    ] = None,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Show the image and caption parts of each score.")
+    ] = False,
 ) -> None:
     """Search the index by text, or by image with --image.
 
@@ -268,26 +367,64 @@ def search_cmd(
     """
     from search.engine import open_index
     from search.errors import BadQuery
+    from search.query import make_terms
 
     if (query is None) == (image is None):
         raise BadQuery("give either a text query or --image PATH (not both)")
+    terms = make_terms(
+        query,
+        str(image) if image else None,
+        add or (),
+        subtract or (),
+        add_image or (),
+        subtract_image or (),
+    )
+    filters = _filters(folder, after, before, min_width, min_height, file_type)
     searcher = open_index(home(), model, pretrained, device)
-    hits = searcher.search_image(image, top_k) if image else searcher.search(query, top_k)
+    opts = {"filters": filters or None, "min_score": min_score, "sort": sort}
+    if len(terms) > 1 or terms[0].weight != 1.0:
+        hits = searcher.search_terms(terms, top_k, caption_weight=caption_weight, **opts)
+    elif image:
+        hits = searcher.search_image(image, top_k, **opts)
+    else:
+        hits = searcher.search(query, top_k, caption_weight=caption_weight, **opts)
     if as_json:
         payload = {"query": query or str(image), "results": [h.to_dict() for h in hits]}
+        if len(terms) > 1:
+            payload["terms"] = [
+                {"kind": t.kind, "value": t.value, "weight": t.weight} for t in terms
+            ]
         out.print_json(data=payload)
         return
     if paths_only:
         for h in hits:
-            sys.stdout.write(h.path + "\n")
+            sys.stdout.buffer.write(h.path.encode("utf-8", "surrogateescape") + b"\n")
+        sys.stdout.flush()
         return
     if not hits:
         out.print("no matches")
         return
     # plain columns rather than a rich table: long paths must never be cut or folded
+    if explain:
+        sys.stdout.write(f"{'rank':>4}  {'score':>6}  {'image':>6}  {'caption':>7}  path\n")
+        for h in hits:
+            cap = h.extra.get("caption_score")
+            cap_text = f"{cap:>7.3f}" if cap is not None else f"{'-':>7}"
+            sys.stdout.write(
+                f"{h.rank:>4}  {h.score:>6.3f}  {h.extra['image_score']:>6.3f}  {cap_text}  "
+                f"{_shown(h.path)}\n"
+            )
+            if cap is not None:
+                w = h.extra["caption_weight"]
+                sys.stdout.write(
+                    f"      = {1 - w:.2f} x image {h.extra['image_score']:.3f} + {w:.2f} x "
+                    f"caption {h.extra['caption_scaled']:.3f} (cosine {cap:.3f}) "
+                    f"for {h.extra['caption']!r}\n"
+                )
+        return
     sys.stdout.write(f"{'rank':>4}  {'score':>6}  path\n")
     for h in hits:
-        sys.stdout.write(f"{h.rank:>4}  {h.score:>6.3f}  {h.path}\n")
+        sys.stdout.write(f"{h.rank:>4}  {h.score:>6.3f}  {_shown(h.path)}\n")
 
 
 # ---------------------------------------------------------------------------------------------

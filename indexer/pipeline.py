@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -14,9 +17,11 @@ import numpy as np
 from search.encoder import Encoder, load_encoder
 from search.images import DEFAULT_MAX_MEGAPIXELS, DecodeError, decode_file, register_heif
 from search.index import VectorIndex
+from search.metadata import ImageMeta
 from search.store import Store, now, path_id
 from search.types import EncoderSpec, FileStat, ImageRecord
 
+from .captions import CaptionFinder, merge_captions
 from .lock import index_lock
 from .plan import Plan, make_plan
 from .scan import scan
@@ -33,6 +38,7 @@ class IndexOptions:
     workers: int = -1  # -1: automatic
     max_megapixels: float = DEFAULT_MAX_MEGAPIXELS
     rebuild: bool = False
+    captions: bool = True  # read sidecars, captions.jsonl and metadata captions
 
 
 @dataclass
@@ -43,6 +49,9 @@ class IndexReport:
     updated: int = 0
     removed: int = 0
     unchanged: int = 0
+    moved: int = 0  # new paths whose content was already indexed elsewhere (vector reused)
+    reused: int = 0  # all vectors reused by content hash (moves, copies, touched files)
+    captioned: int = 0  # images written with at least one caption
     skipped: list[tuple[str, str]] = field(default_factory=list)
     total: int = 0
     seconds: float = 0.0
@@ -60,6 +69,9 @@ class IndexReport:
             "updated": self.updated,
             "removed": self.removed,
             "unchanged": self.unchanged,
+            "moved": self.moved,
+            "reused": self.reused,
+            "captioned": self.captioned,
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
             "total": self.total,
             "seconds": round(self.seconds, 3),
@@ -76,6 +88,8 @@ class _Item:
     height: int = 0
     content_hash: str = ""
     error: str | None = None
+    meta: ImageMeta | None = None
+    file_type: str = ""
 
 
 class _DecodeDataset:
@@ -96,11 +110,51 @@ class _DecodeDataset:
             return _Item(stat, None, error=str(exc))
         except Exception as exc:  # a hostile file must never stop the run
             return _Item(stat, None, error=f"preprocessing failed: {type(exc).__name__}: {exc}")
-        return _Item(stat, pixels, decoded.width, decoded.height, decoded.content_hash)
+        # the stat of the bytes actually read: a file rewritten since the scan is stored as read
+        stat = FileStat(stat.path, decoded.mtime or stat.mtime, decoded.size or stat.size)
+        return _Item(
+            stat,
+            pixels,
+            decoded.width,
+            decoded.height,
+            decoded.content_hash,
+            meta=decoded.meta,
+            file_type=decoded.file_type,
+        )
 
 
 def _collate(items: list[_Item]) -> list[_Item]:
     return items
+
+
+def _worker_init(_: int) -> None:
+    # Ctrl-C reaches every process of the terminal's group: decoding workers ignore it so
+    # the main process can finish and commit the batch in flight, then stop them itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class StopRequest:
+    """Set by the first Ctrl-C (SIGINT): stop after the batch in flight is committed."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    @contextlib.contextmanager
+    def on_sigint(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+
+        def handler(signum, frame):
+            self.requested = True
+            # a second Ctrl-C interrupts at once (committed batches are still safe)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _batches(dataset: _DecodeDataset, batch_size: int, workers: int):
@@ -119,6 +173,7 @@ def _batches(dataset: _DecodeDataset, batch_size: int, workers: int):
         collate_fn=_collate,
         prefetch_factor=2,
         persistent_workers=False,
+        worker_init_fn=_worker_init,
     )
     yield from loader
 
@@ -166,13 +221,20 @@ def run_index(
         report.unchanged = plan.unchanged
         if on_plan:
             on_plan(plan)
+        stop = StopRequest()
         try:
-            _embed_and_write(store, encoder, plan, options, report, on_progress)
+            with stop.on_sigint():
+                _embed_and_write(store, encoder, plan, options, report, on_progress, stop)
         except KeyboardInterrupt:
             report.interrupted = True
-        if not report.interrupted and plan.removed:
+        report.interrupted = report.interrupted or stop.requested
+        if report.interrupted:  # committed batches are safe; the next run resumes after them
+            report.total = store.count()
+            report.seconds = time.perf_counter() - start
+            return report
+        if plan.removed:
             store.delete_paths(plan.removed)
-            report.removed = len(plan.removed)
+            report.removed += len(plan.removed)
         if report.embedded or report.removed:
             store.compact()
         VectorIndex.for_store(store)
@@ -188,9 +250,14 @@ def _embed_and_write(
     options: IndexOptions,
     report: IndexReport,
     on_progress: Progress | None,
+    stop: StopRequest | None = None,
 ) -> None:
     todo = plan.todo
     changed = {s.path for s in plan.changed}
+    removed = set(plan.removed)
+    # a fresh index holds no vectors to reuse; otherwise hashes are checked in memory
+    known_hashes = store.known_hashes() if todo and store.count() > 0 else set()
+    captions = CaptionFinder([os.path.abspath(r) for r in options.roots])
     batch_size = options.batch_size or (128 if encoder.device.startswith("cuda") else 32)
     workers = default_workers(len(todo), batch_size) if options.workers < 0 else options.workers
     dataset = _DecodeDataset(todo, encoder.preprocess, encoder.image_size, options.max_megapixels)
@@ -205,24 +272,7 @@ def _embed_and_write(
             store.delete_paths(stale)
             report.removed += len(stale)
         if good:
-            import torch
-
-            vectors = encoder.encode_image_tensors(torch.stack([it.pixels for it in good]))
-            stamp = now()
-            records = [
-                ImageRecord(
-                    id=path_id(it.stat.path),
-                    path=it.stat.path,
-                    mtime=it.stat.mtime,
-                    size=it.stat.size,
-                    width=it.width,
-                    height=it.height,
-                    content_hash=it.content_hash,
-                    indexed_at=stamp,
-                )
-                for it in good
-            ]
-            store.upsert(records, np.asarray(vectors))
+            _write_batch(store, encoder, good, captions, options, report, known_hashes, removed)
             for it in good:
                 if it.stat.path in changed:
                     report.updated += 1
@@ -231,3 +281,70 @@ def _embed_and_write(
         done += len(batch)
         if on_progress:
             on_progress(done, len(todo))
+        if stop is not None and stop.requested:
+            return
+
+
+def _write_batch(
+    store: Store,
+    encoder: Encoder,
+    good: list[_Item],
+    captions: CaptionFinder,
+    options: IndexOptions,
+    report: IndexReport,
+    known_hashes: set[str],
+    removed: set[str],
+) -> None:
+    """Embed what isn't known by content hash, embed captions, commit the batch at once."""
+    import torch
+
+    wanted = {it.content_hash for it in good} & known_hashes
+    known = store.rows_by_hash(wanted) if wanted else {}
+    vectors = np.zeros((len(good), encoder.dim), np.float32)
+    fresh = [i for i, it in enumerate(good) if it.content_hash not in known]
+    if fresh:
+        vectors[fresh] = encoder.encode_image_tensors(torch.stack([good[i].pixels for i in fresh]))
+    for i, it in enumerate(good):
+        if it.content_hash in known:
+            old_path, vectors[i] = known[it.content_hash]
+            report.reused += 1
+            report.moved += old_path in removed and old_path != it.stat.path
+    caps = [
+        merge_captions(
+            captions.external(it.stat.path) if options.captions else (),
+            (it.meta.captions if it.meta and options.captions else ()),
+        )
+        for it in good
+    ]
+    texts = [c for group in caps for c in group]
+    flat = encoder.encode_texts(texts) if texts else np.zeros((0, encoder.dim), np.float32)
+    per_image, at = [], 0
+    for group in caps:
+        per_image.append(flat[at : at + len(group)])
+        at += len(group)
+    report.captioned += sum(1 for group in caps if group)
+    stamp = now()
+    records = []
+    for it, group in zip(good, caps, strict=True):
+        meta = it.meta or ImageMeta()
+        records.append(
+            ImageRecord(
+                id=path_id(it.stat.path),
+                path=it.stat.path,
+                mtime=it.stat.mtime,
+                size=it.stat.size,
+                width=it.width,
+                height=it.height,
+                content_hash=it.content_hash,
+                indexed_at=stamp,
+                file_type=it.file_type,
+                taken_at=meta.taken_at if meta.taken_at is not None else it.stat.mtime,
+                taken_source="exif" if meta.taken_at is not None else "mtime",
+                camera_make=meta.camera_make,
+                camera_model=meta.camera_model,
+                gps_lat=meta.gps_lat,
+                gps_lon=meta.gps_lon,
+                captions=group,
+            )
+        )
+    store.upsert(records, vectors, per_image)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
+import stat
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 
 from search.images import supported_extensions
 from search.types import FileStat
@@ -35,10 +36,10 @@ def scan(
     for root in roots:
         root = os.path.abspath(os.path.expanduser(os.fspath(root)))
         if os.path.isfile(root):
-            stat = _stat(root, skip)
-            if stat and root not in seen:
+            found = _stat(root, skip)
+            if found and root not in seen:
                 seen.add(root)
-                yield stat
+                yield found
             continue
         stack = [root]
         while stack:
@@ -69,9 +70,9 @@ def scan(
                 if path in seen:
                     continue
                 seen.add(path)
-                stat = _stat(path, skip)
-                if stat:
-                    yield stat
+                found = _stat(path, skip)
+                if found:
+                    yield found
 
 
 def _stat(path: str, skip: Skip) -> FileStat | None:
@@ -81,8 +82,13 @@ def _stat(path: str, skip: Skip) -> FileStat | None:
         skip(path, "broken symlink" if os.path.islink(path) else "file vanished during the run")
         return None
     except OSError as exc:
-        skip(path, f"can't stat: {exc.strerror or exc}")
+        if exc.errno == errno.ELOOP:
+            skip(path, "symlink loop")
+        else:
+            skip(path, f"can't stat: {exc.strerror or exc}")
         return None
-    if not Path(path).is_file():
+    if not stat.S_ISREG(st.st_mode):
+        if not stat.S_ISDIR(st.st_mode):  # FIFOs, sockets, devices named like images
+            skip(path, "not a regular file")
         return None
     return FileStat(path, st.st_mtime, st.st_size)

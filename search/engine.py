@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +14,16 @@ from .errors import BadQuery, EmptyIndex, IndexMismatch
 from .images import load_query_image
 from .index import VectorIndex
 from .paths import resolve_home
-from .store import Store
-from .types import EncoderSpec, Hit
+from .query import Term, combine
+from .store import Captioned, Store
+from .types import EncoderSpec, Filters, Hit
 
 MAX_K = 10_000
 MAX_QUERY_CHARS = 1_000
+# Weight of the best caption's similarity in a captioned image's score; see README
+# "Captions" for the eval that chose it (bench/caption_weight.py).
+DEFAULT_CAPTION_WEIGHT = 0.7
+SORTS = ("score", "date")
 
 
 class Searcher:
@@ -35,6 +41,8 @@ class Searcher:
         self.spec = self._check_spec(spec) if spec else self.store.info.spec
         self._encoder: Encoder | None = None
         self._index: VectorIndex | None = None
+        self._captioned: tuple[int, Captioned] | None = None
+        self.caption_weight = DEFAULT_CAPTION_WEIGHT
 
     def _check_spec(self, spec: EncoderSpec) -> EncoderSpec:
         resolved = resolve_spec(spec.model, spec.pretrained)
@@ -82,44 +90,285 @@ class Searcher:
         decoded = load_query_image(path, draft_size=self.encoder.image_size)
         return self.encoder.encode_images([decoded.image])[0]
 
-    def search(self, text: str, k: int = 10) -> list[Hit]:
-        return self.search_vector(self.text_vector(text), k)
+    def captioned(self) -> Captioned:
+        """Caption vectors of the index (cached per store version)."""
+        version = self.store.version
+        if self._captioned is None or self._captioned[0] != version:
+            self._captioned = (version, self.store.captioned())
+        return self._captioned[1]
 
-    def search_image(self, path: str | os.PathLike, k: int = 10) -> list[Hit]:
+    def search(
+        self,
+        text: str,
+        k: int = 10,
+        *,
+        filters: Filters | None = None,
+        caption_weight: float | None = None,
+        min_score: float | None = None,
+        sort: str = "score",
+    ) -> list[Hit]:
+        """Text search; images with captions score ``(1-w)*image + w*best caption``."""
+        weight = self.caption_weight if caption_weight is None else caption_weight
+        return self.search_vector(
+            self.text_vector(text),
+            k,
+            filters=filters,
+            caption_weight=weight,
+            min_score=min_score,
+            sort=sort,
+        )
+
+    def search_image(
+        self,
+        path: str | os.PathLike,
+        k: int = 10,
+        *,
+        filters: Filters | None = None,
+        min_score: float | None = None,
+        sort: str = "score",
+    ) -> list[Hit]:
         """Images like the one at ``path``; that image itself is left out when indexed."""
         own = self.store.id_for_path(str(Path(path).expanduser().resolve()))
-        return self.search_vector(self.image_vector(path), k, exclude=[own] if own else ())
+        return self.search_vector(
+            self.image_vector(path),
+            k,
+            exclude=[own] if own else (),
+            filters=filters,
+            min_score=min_score,
+            sort=sort,
+        )
 
-    def similar(self, image_id: int, k: int = 10) -> list[Hit]:
+    def similar(
+        self,
+        image_id: int,
+        k: int = 10,
+        *,
+        filters: Filters | None = None,
+        min_score: float | None = None,
+        sort: str = "score",
+    ) -> list[Hit]:
         """'More like this' for an indexed image, leaving the image itself out."""
-        return self.search_vector(self.store.vector(image_id), k, exclude=[image_id])
+        return self.search_vector(
+            self.store.vector(image_id),
+            k,
+            exclude=[image_id],
+            filters=filters,
+            min_score=min_score,
+            sort=sort,
+        )
+
+    def terms_vector(self, terms: Sequence[Term]) -> np.ndarray:
+        """The combined vector of a query-algebra expression (see search/query.py)."""
+        vectors = [
+            self.text_vector(t.value) if t.kind == "text" else self.image_vector(t.value)
+            for t in terms
+        ]
+        return combine(vectors, [t.weight for t in terms])
+
+    def search_terms(
+        self,
+        terms: Sequence[Term],
+        k: int = 10,
+        *,
+        filters: Filters | None = None,
+        caption_weight: float | None = None,
+        min_score: float | None = None,
+        sort: str = "score",
+    ) -> list[Hit]:
+        """``"dog" + 2*"beach" - "people" + image``: captions count when a text term leads;
+        indexed images used as positive terms are left out of the results."""
+        exclude = []
+        for t in terms:
+            if t.kind == "image" and t.weight > 0:
+                own = self.store.id_for_path(str(Path(t.value).expanduser().resolve()))
+                if own is not None:
+                    exclude.append(own)
+        texty = any(t.kind == "text" and t.weight > 0 for t in terms)
+        weight = self.caption_weight if caption_weight is None else caption_weight
+        return self.search_vector(
+            self.terms_vector(terms),
+            k,
+            exclude=exclude,
+            filters=filters,
+            caption_weight=weight if texty else 0.0,
+            min_score=min_score,
+            sort=sort,
+        )
 
     def search_vector(
-        self, vector: np.ndarray, k: int = 10, exclude: Iterable[int] = ()
+        self,
+        vector: np.ndarray,
+        k: int = 10,
+        exclude: Iterable[int] = (),
+        *,
+        filters: Filters | None = None,
+        caption_weight: float = 0.0,
+        min_score: float | None = None,
+        sort: str = "score",
     ) -> list[Hit]:
+        """Exact top-k among the photos that pass ``filters``.
+
+        Every hit's ``extra`` carries ``image_score`` and, for captioned images when
+        ``caption_weight`` > 0, ``caption_score`` (raw cosine), ``caption_scaled`` (on the
+        image scores' scale, see calibrate_captions) and the best-matching ``caption``;
+        score = (1 - w) * image_score + w * caption_scaled."""
         if not 1 <= k <= MAX_K:
             raise BadQuery(f"k must be between 1 and {MAX_K}, got {k}")
+        if not 0.0 <= caption_weight <= 1.0:
+            raise BadQuery(f"caption weight must be between 0 and 1, got {caption_weight}")
+        if sort not in SORTS:
+            raise BadQuery(f"sort must be one of {', '.join(SORTS)}, got {sort!r}")
         index = self.index
         if len(index) == 0:
             raise EmptyIndex(
                 f"the index at {self.home} holds no images yet; add some with "
                 f"`pixfind --index {self.home} index PHOTOS_DIR`"
             )
-        excluded = {int(i) for i in exclude}
-        scores, ids = index.search(vector[None, :], k + len(excluded))
-        pairs = [
-            (float(s), int(i))
-            for s, i in zip(scores[0], ids[0], strict=True)
-            if i >= 0 and int(i) not in excluded
-        ][:k]
-        records = self.store.records([i for _, i in pairs])
+        query = np.asarray(vector, np.float32).reshape(-1)
+        excluded = np.array(sorted({int(i) for i in exclude}), np.int64)
+        allowed = self.store.filter_ids(filters) if filters else None
+        cap = self.captioned() if caption_weight > 0 else None
+        fused = cap is not None and len(cap.ids) > 0
+
+        # images scored by FAISS: everything allowed, minus captioned ones when fusing
+        candidates: list[tuple[float, int, float, tuple[float, float] | None, str | None]] = []
+        if not fused and allowed is None and not len(excluded):
+            scores, ids = index.search(query[None, :], k)
+            candidates += [
+                (float(s), int(i), float(s), None, None)
+                for s, i in zip(scores[0], ids[0], strict=True)
+                if i >= 0
+            ]
+        else:
+            keep = np.ones(len(index.ids), bool)
+            if allowed is not None:
+                keep &= np.isin(index.ids, allowed)
+            if len(excluded):
+                keep &= ~np.isin(index.ids, excluded)
+            if fused:
+                keep &= ~np.isin(index.ids, cap.ids)
+            scores, ids = _search_positions(index, query, k, np.flatnonzero(keep))
+            candidates += [
+                (float(s), int(i), float(s), None, None) for s, i in zip(scores, ids, strict=True)
+            ]
+        if fused:
+            candidates += _fused_candidates(cap, query, k, caption_weight, allowed, excluded)
+        candidates.sort(key=lambda c: -c[0])
+        if min_score is not None:
+            candidates = [c for c in candidates if c[0] >= min_score]
+        candidates = candidates[:k]
+
+        records = self.store.records([c[1] for c in candidates])
+        kept = [(c, records[c[1]]) for c in candidates if c[1] in records]  # deleted meanwhile
+        if sort == "date":
+            kept.sort(key=lambda cr: -(cr[1].taken_at or 0.0))
         hits = []
-        for score, image_id in pairs:
-            rec = records.get(image_id)
-            if rec is None:  # deleted between the index build and now
-                continue
-            hits.append(Hit(len(hits) + 1, score, image_id, rec.path, rec.width, rec.height))
+        for (score, image_id, img_score, cap_score, caption), rec in kept:
+            extra = {
+                "image_score": round(img_score, 6),
+                "taken_at": _iso(rec.taken_at),
+                "file_type": rec.file_type,
+            }
+            if cap_score is not None:
+                extra.update(
+                    caption_score=round(cap_score[0], 6),
+                    caption_scaled=round(cap_score[1], 6),
+                    caption=caption,
+                    caption_weight=caption_weight,
+                )
+            hits.append(Hit(len(hits) + 1, score, image_id, rec.path, rec.width, rec.height, extra))
         return hits
+
+
+def _iso(stamp: float | None) -> str | None:
+    if not stamp:
+        return None
+    try:
+        return datetime.fromtimestamp(stamp).isoformat(timespec="seconds")
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _search_positions(
+    index: VectorIndex, query: np.ndarray, k: int, positions: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k (scores, ids) among the given FAISS positions only (exact for flat indexes)."""
+    import faiss
+
+    if not len(positions):
+        return np.zeros(0, np.float32), np.zeros(0, np.int64)
+    kk = min(k, len(positions))
+    params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(positions.astype(np.int64)))
+    try:
+        scores, pos = index.faiss_index.search(query[None, :], kk, params=params)
+    except RuntimeError:  # an index type without selector support: score the subset exactly
+        vectors = index.faiss_index.reconstruct_batch(positions.astype(np.int64))
+        sims = vectors @ query
+        top = np.argsort(-sims, kind="stable")[:kk]
+        return sims[top], index.ids[positions[top]]
+    good = pos[0] >= 0
+    return scores[0][good], index.ids[pos[0][good]]
+
+
+CALIBRATE = True
+MIN_CALIBRATION_ROWS = 8
+
+
+def calibrate_captions(caption: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """Map caption similarities onto the image similarities' scale for this query.
+
+    Text-text similarities run far higher than text-image ones (0.6-0.9 vs 0.1-0.3 for CLIP),
+    so raw fusion would lift every captioned photo above every uncaptioned one. Matching the
+    mean and spread of the two over the captioned photos keeps an average caption average;
+    only a caption that stands out lifts its photo."""
+    if not CALIBRATE or len(caption) < MIN_CALIBRATION_ROWS:
+        return caption
+    spread = float(caption.std())
+    if spread < 1e-6:
+        return caption
+    return float(image.mean()) + (caption - float(caption.mean())) * (float(image.std()) / spread)
+
+
+def _fused_candidates(
+    cap: Captioned,
+    query: np.ndarray,
+    k: int,
+    weight: float,
+    allowed: np.ndarray | None,
+    excluded: np.ndarray,
+) -> list[tuple[float, int, float, tuple[float, float] | None, str | None]]:
+    """Exact fused scores of every captioned image: (1-w)*image + w*scaled best caption."""
+    keep = np.ones(len(cap.ids), bool)
+    if allowed is not None:
+        keep &= np.isin(cap.ids, allowed)
+    if len(excluded):
+        keep &= ~np.isin(cap.ids, excluded)
+    if not keep.any():
+        return []
+    img = cap.image_vectors @ query
+    sims = cap.vectors @ query
+    # best caption per image: sort by (owner, -sim) and take each owner's first row
+    order = np.lexsort((-sims, cap.owners))
+    first = np.ones(len(order), bool)
+    first[1:] = cap.owners[order][1:] != cap.owners[order][:-1]
+    best_row = np.full(len(cap.ids), -1, np.int64)
+    best_row[cap.owners[order][first]] = order[first]
+    has = best_row >= 0
+    best = np.where(has, sims[np.clip(best_row, 0, None)], 0.0)
+    scaled = calibrate_captions(best, img)
+    score = np.where(has, (1 - weight) * img + weight * scaled, img)
+    idx = np.flatnonzero(keep)
+    top = idx[np.argsort(-score[idx], kind="stable")[:k]]
+    return [
+        (
+            float(score[i]),
+            int(cap.ids[i]),
+            float(img[i]),
+            (float(best[i]), float(scaled[i])) if has[i] else None,
+            cap.texts[best_row[i]] if has[i] else None,
+        )
+        for i in top
+    ]
 
 
 def open_index(

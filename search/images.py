@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import io
+import os
+import stat
 import warnings
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import BadQuery
+from .metadata import ImageMeta, read_metadata
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".jpe", ".jfif"}
 )
 HEIF_EXTENSIONS = frozenset({".heic", ".heif"})
-DEFAULT_MAX_MEGAPIXELS = 200.0
+DEFAULT_MAX_MEGAPIXELS = 150.0
+MAX_ASPECT = 8.0  # longer/shorter side beyond which the long side is centre-cropped first
 
 
 def heif_available() -> bool:
@@ -50,6 +57,10 @@ class Decoded:
     width: int  # original pixel size, after EXIF rotation
     height: int
     content_hash: str
+    meta: ImageMeta = field(default_factory=ImageMeta)
+    file_type: str = ""  # Pillow format, lower case: jpeg, png, webp, gif...
+    mtime: float | None = None  # stat of the bytes that were read (decode_file only)
+    size: int | None = None
 
 
 def content_hash(data: bytes) -> str:
@@ -76,6 +87,21 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def limit_aspect(img: Image.Image, max_aspect: float = MAX_ASPECT) -> Image.Image:
+    """Centre-crop the long side of extreme panoramas/strips: the model centre-crops a square
+    anyway, and resizing a 1x20000 strip's short side to 224 would need gigabytes."""
+    w, h = img.size
+    if min(w, h) == 0 or max(w, h) / min(w, h) <= max_aspect:
+        return img
+    if w > h:
+        keep = int(h * max_aspect)
+        left = (w - keep) // 2
+        return img.crop((left, 0, left + keep, h))
+    keep = int(w * max_aspect)
+    top = (h - keep) // 2
+    return img.crop((0, top, w, top + keep))
+
+
 def decode_bytes(
     data: bytes,
     draft_size: int | None = None,
@@ -85,38 +111,56 @@ def decode_bytes(
     scale (DCT scaling), never below that size on the short side: much faster for phone photos."""
     if not data:
         raise DecodeError("empty file (0 bytes)")
+    if Image.MAX_IMAGE_PIXELS and max_megapixels * 1e6 > Image.MAX_IMAGE_PIXELS:
+        # Pillow's own guard fires at open (2x its limit): follow a cap the user raised.
+        Image.MAX_IMAGE_PIXELS = int(max_megapixels * 1e6)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Our megapixel cap below replaces Pillow's warning (it fires at 89 MP).
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", UserWarning)  # plugins warn on hostile files
             img = Image.open(io.BytesIO(data))
+            file_type = (img.format or "").lower()
             width, height = img.size
             if width * height > max_megapixels * 1e6:
                 raise DecodeError(
                     f"too large: {width}x{height} = {width * height / 1e6:.0f} MP "
                     f"> --max-megapixels {max_megapixels:g}"
                 )
-            orientation = img.getexif().get(0x0112, 1) if hasattr(img, "getexif") else 1
-            if orientation in (5, 6, 7, 8):
-                width, height = height, width
             if draft_size and img.format == "JPEG":
                 scale = min(img.size) / draft_size
                 if scale >= 2:
                     img.draft("RGB", (int(img.size[0] / scale), int(img.size[1] / scale)))
             img.seek(0)  # first frame of animations
+            # load before reading metadata: some plugins (PNG) load lazily inside getexif(),
+            # where a decoding error would be swallowed and a half image kept
             img.load()
-            img = ImageOps.exif_transpose(img) or img
-            img = to_rgb(img)
+            meta = read_metadata(img)
+            try:
+                orientation = int(img.getexif().get(0x0112, 1))
+            except Exception:  # a broken EXIF block must not lose the picture
+                orientation = 1
+            if orientation in (5, 6, 7, 8):
+                width, height = height, width
+            if orientation in range(2, 9):
+                with contextlib.suppress(Exception):  # bad EXIF: keep the image as stored
+                    img = ImageOps.exif_transpose(img) or img
+            img = limit_aspect(to_rgb(img))
     except DecodeError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise DecodeError(f"decompression bomb: {exc}") from exc
+    except Image.DecompressionBombError as exc:
+        raise DecodeError(f"too large (decompression bomb guard): {exc}") from exc
     except UnidentifiedImageError as exc:
         raise DecodeError("not an image (unrecognised format)") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except OSError as exc:
+        if "truncated" in str(exc).lower():
+            raise DecodeError(f"truncated image: {exc}") from exc
+        raise DecodeError(f"corrupt image: {exc}") from exc
+    except (SyntaxError, ValueError, EOFError, zlib.error) as exc:
         raise DecodeError(f"corrupt image: {exc}") from exc
     except Exception as exc:  # Pillow plugins raise many types on hostile files
         raise DecodeError(f"undecodable image: {type(exc).__name__}: {exc}") from exc
-    return Decoded(img, width, height, content_hash(data))
+    return Decoded(img, width, height, content_hash(data), meta, file_type)
 
 
 def decode_file(
@@ -124,15 +168,43 @@ def decode_file(
     draft_size: int | None = None,
     max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
 ) -> Decoded:
+    data, st = read_stable(path)
+    decoded = decode_bytes(data, draft_size, max_megapixels)
+    decoded.mtime, decoded.size = st.st_mtime, st.st_size
+    return decoded
+
+
+def read_stable(path: str | Path) -> tuple[bytes, os.stat_result]:
+    """The file's bytes and the stat they belong to; a file rewritten while it is being read
+    is refused rather than stored with a size/mtime that doesn't match its vector."""
     try:
-        data = Path(path).read_bytes()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except PermissionError as exc:
         raise DecodeError("permission denied") from exc
     except FileNotFoundError as exc:
+        if os.path.islink(path):
+            raise DecodeError("broken symlink") from exc
         raise DecodeError("file vanished during the run") from exc
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DecodeError("symlink loop") from exc
         raise DecodeError(f"unreadable: {exc.strerror or exc}") from exc
-    return decode_bytes(data, draft_size, max_megapixels)
+    try:
+        before = os.fstat(fd)
+        if not stat.S_ISREG(before.st_mode):
+            raise DecodeError("not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read()
+        after = os.fstat(fd)
+    except OSError as exc:
+        raise DecodeError(f"unreadable: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
+    if (before.st_mtime_ns, before.st_size) != (after.st_mtime_ns, after.st_size) or len(
+        data
+    ) != after.st_size:
+        raise DecodeError("file changed while it was being read; it is indexed on the next run")
+    return data, after
 
 
 def load_query_image(path: str | Path, draft_size: int | None = None) -> Decoded:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import logging
@@ -9,6 +10,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +18,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import IndexMismatch, NoIndex, NotFound
-from .types import ImageRecord, ModelInfo
+from .types import Filters, ImageRecord, ModelInfo
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: metadata, captions (+ vectors), non-UTF-8 paths (path_raw)
 TABLE = "images"
 META_KEY = b"pixfind"
 RECORD_COLUMNS = [
@@ -30,6 +32,14 @@ RECORD_COLUMNS = [
     "height",
     "content_hash",
     "indexed_at",
+    "file_type",
+    "taken_at",
+    "taken_source",
+    "camera_make",
+    "camera_model",
+    "gps_lat",
+    "gps_lon",
+    "captions",
 ]
 
 os.environ.setdefault("LANCE_LOG", "error")
@@ -42,6 +52,29 @@ def path_id(path: str) -> int:
     return int.from_bytes(digest, "big") >> 1
 
 
+def stored_path(path: str) -> tuple[str, bytes | None]:
+    """(text for the ``path`` column, raw bytes for ``path_raw`` or None).
+
+    Paths are str with surrogateescape for undecodable bytes (what os.scandir gives). Arrow
+    strings must be valid UTF-8, so such a path is stored as readable text with U+FFFD plus
+    its exact bytes, which are what it is read back from."""
+    try:
+        path.encode("utf-8")
+        return path, None
+    except UnicodeEncodeError:
+        raw = path.encode("utf-8", "surrogateescape")
+        return raw.decode("utf-8", "replace"), raw
+
+
+def real_path(text: str, raw: bytes | None) -> str:
+    return raw.decode("utf-8", "surrogateescape") if raw is not None else text
+
+
+def display_path(path: str) -> str:
+    """A path safe to print: undecodable bytes shown as U+FFFD."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -52,12 +85,24 @@ def schema_for(info: ModelInfo) -> pa.Schema:
         [
             pa.field("id", pa.int64(), nullable=False),
             pa.field("path", pa.string(), nullable=False),
+            pa.field("path_raw", pa.binary()),
             pa.field("mtime", pa.float64()),
             pa.field("size", pa.int64()),
             pa.field("width", pa.int32()),
             pa.field("height", pa.int32()),
             pa.field("content_hash", pa.string()),
             pa.field("indexed_at", pa.float64()),
+            pa.field("file_type", pa.string()),
+            pa.field("taken_at", pa.float64()),
+            pa.field("taken_source", pa.string()),
+            pa.field("camera_make", pa.string()),
+            pa.field("camera_model", pa.string()),
+            pa.field("gps_lat", pa.float64()),
+            pa.field("gps_lon", pa.float64()),
+            pa.field("captions", pa.list_(pa.string())),
+            pa.field("has_caption", pa.bool_()),
+            # one text-tower vector per caption, flattened (len = n_captions * dim)
+            pa.field("caption_vectors", pa.list_(pa.float32())),
             pa.field("vector", pa.list_(pa.float32(), info.dim)),
         ],
         metadata={META_KEY: json.dumps(meta).encode()},
@@ -151,13 +196,10 @@ class Store:
 
     def file_states(self) -> dict[str, tuple[float, int]]:
         """path -> (mtime, size) of every indexed file, for incremental planning."""
-        t = self._scan(["path", "mtime", "size"])
+        t = self._scan(["path", "path_raw", "mtime", "size"])
+        paths = _real_paths(t)
         return dict(
-            zip(
-                t["path"].to_pylist(),
-                zip(t["mtime"].to_pylist(), t["size"].to_pylist(), strict=True),
-                strict=True,
-            )
+            zip(paths, zip(t["mtime"].to_pylist(), t["size"].to_pylist(), strict=True), strict=True)
         )
 
     def vectors_by_hash(self, hashes: Iterable[str]) -> dict[str, np.ndarray]:
@@ -172,6 +214,26 @@ class Store:
                 out[h] = v
         return out
 
+    def known_hashes(self) -> set[str]:
+        """Every content hash in the index: one scan per run, so batches look up moves in
+        memory and only fetch vectors when a batch really holds known content."""
+        t = self._scan(["content_hash"])
+        return set(t["content_hash"].to_pylist())
+
+    def rows_by_hash(self, hashes: Iterable[str]) -> dict[str, tuple[str, np.ndarray]]:
+        """content_hash -> (a path holding it, its vector): how moves and renames are found."""
+        hashes = sorted(set(hashes))
+        out: dict[str, tuple[str, np.ndarray]] = {}
+        for start in range(0, len(hashes), 500):
+            chunk = ",".join(_sql_str(h) for h in hashes[start : start + 500])
+            t = self._scan(
+                ["content_hash", "path", "path_raw", "vector"], f"content_hash IN ({chunk})"
+            )
+            vecs = _vectors(t)
+            for h, p, v in zip(t["content_hash"].to_pylist(), _real_paths(t), vecs, strict=True):
+                out[h] = (p, v)
+        return out
+
     def all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids int64, vectors float32 (n, dim)) of every row."""
         t = self._scan(["id", "vector"])
@@ -181,8 +243,8 @@ class Store:
         if not ids:
             return {}
         id_list = ",".join(str(int(i)) for i in ids)
-        t = self._scan(RECORD_COLUMNS, f"id IN ({id_list})")
-        return {r["id"]: ImageRecord(**r) for r in t.to_pylist()}
+        t = self._scan([*RECORD_COLUMNS, "path_raw"], f"id IN ({id_list})")
+        return {r["id"]: _record(r) for r in t.to_pylist()}
 
     def record(self, image_id: int) -> ImageRecord:
         found = self.records([image_id]).get(int(image_id))
@@ -197,8 +259,51 @@ class Store:
         return _vectors(t, self.info.dim)[0]
 
     def id_for_path(self, path: str) -> int | None:
-        t = self._scan(["id"], f"path = {_sql_str(path)}")
-        return int(t["id"][0].as_py()) if t.num_rows else None
+        image_id = path_id(path)
+        t = self._scan(["id"], f"id = {image_id}")
+        return image_id if t.num_rows else None
+
+    def filter_ids(self, filters: Filters) -> np.ndarray:
+        """Ids of the rows that pass ``filters`` (int64, sorted)."""
+        where = []
+        if filters.after is not None:
+            where.append(f"taken_at >= {float(filters.after)!r}")
+        if filters.before is not None:
+            where.append(f"taken_at <= {float(filters.before)!r}")
+        if filters.min_width:
+            where.append(f"width >= {int(filters.min_width)}")
+        if filters.min_height:
+            where.append(f"height >= {int(filters.min_height)}")
+        if filters.file_types:
+            kinds = {
+                FILE_TYPE_ALIASES.get(k.lower().lstrip("."), k.lower().lstrip("."))
+                for k in filters.file_types
+            }
+            where.append(f"file_type IN ({','.join(_sql_str(k) for k in sorted(kinds))})")
+        t = self._scan(["id", "path", "path_raw"], " AND ".join(where) or None)
+        ids = t["id"].to_numpy().astype(np.int64)
+        if filters.folder:
+            keep = folder_matcher(filters.folder)
+            mask = np.fromiter((keep(p) for p in _real_paths(t)), bool, count=len(ids))
+            ids = ids[mask]
+        return np.sort(ids)
+
+    def captioned(self) -> Captioned:
+        """Every captioned row: its id, image vector, caption texts and caption vectors."""
+        t = self._scan(["id", "captions", "caption_vectors", "vector"], "has_caption = true")
+        dim = self.info.dim
+        ids = t["id"].to_numpy().astype(np.int64)
+        texts = t["captions"].to_pylist()
+        cap_col = t["caption_vectors"].combine_chunks()
+        flat = cap_col.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+        owners = np.repeat(np.arange(len(ids)), [len(c) for c in texts])
+        return Captioned(
+            ids=ids,
+            image_vectors=_vectors(t, dim),
+            texts=[c for caps in texts for c in caps],
+            vectors=flat.reshape(-1, dim),
+            owners=owners.astype(np.int64),
+        )
 
     def last_update(self) -> float | None:
         t = self._scan(["indexed_at"])
@@ -208,22 +313,29 @@ class Store:
         return sum(p.stat().st_size for p in self.home.rglob("*") if p.is_file())
 
     # -- writing ---------------------------------------------------------------
-    def upsert(self, records: Sequence[ImageRecord], vectors: np.ndarray) -> None:
-        """Insert or replace rows by path, atomically (one LanceDB commit)."""
+    def upsert(
+        self,
+        records: Sequence[ImageRecord],
+        vectors: np.ndarray,
+        caption_vectors: Sequence[np.ndarray] | None = None,
+    ) -> None:
+        """Insert or replace rows by id (= hash of the path), atomically: one LanceDB commit.
+
+        ``caption_vectors[i]`` holds one row per caption of ``records[i]``."""
         if not records:
             return
-        data = _records_table(records, vectors, self.table.schema)
+        data = _records_table(records, vectors, self.table.schema, caption_vectors)
         (
-            self.table.merge_insert("path")
+            self.table.merge_insert("id")
             .when_matched_update_all()
             .when_not_matched_insert_all()
             .execute(data)
         )
 
     def delete_paths(self, paths: Sequence[str]) -> None:
-        for start in range(0, len(paths), 500):
-            chunk = ",".join(_sql_str(p) for p in paths[start : start + 500])
-            self.table.delete(f"path IN ({chunk})")
+        ids = [path_id(p) for p in paths]
+        for start in range(0, len(ids), 500):
+            self.table.delete(f"id IN ({','.join(str(i) for i in ids[start : start + 500])})")
 
     def compact(self) -> None:
         """Merge small fragments written batch by batch and drop old versions."""
@@ -244,13 +356,65 @@ def _vectors(t: pa.Table, dim: int | None = None) -> np.ndarray:
     return flat.reshape(len(col), -1).astype(np.float32, copy=False)
 
 
+def _real_paths(t: pa.Table) -> list[str]:
+    return [
+        real_path(p, r)
+        for p, r in zip(t["path"].to_pylist(), t["path_raw"].to_pylist(), strict=True)
+    ]
+
+
+def _record(row: dict) -> ImageRecord:
+    row["path"] = real_path(row["path"], row.pop("path_raw", None))
+    row["captions"] = tuple(row.get("captions") or ())
+    row["taken_source"] = row.get("taken_source") or "mtime"
+    row["file_type"] = row.get("file_type") or ""
+    row["taken_at"] = row.get("taken_at") or 0.0
+    return ImageRecord(**row)
+
+
+def folder_matcher(folder: str):
+    """A predicate on paths: a glob (``*/trips/*``) or a folder prefix (``/photos/trips``)."""
+    if any(ch in folder for ch in "*?["):
+        return lambda p: fnmatch.fnmatchcase(p, folder)
+    prefix = folder.rstrip(os.sep) or os.sep
+    return lambda p: p == prefix or p.startswith(prefix.rstrip(os.sep) + os.sep)
+
+
+@dataclass
+class Captioned:
+    ids: np.ndarray  # (m,) ids of captioned rows
+    image_vectors: np.ndarray  # (m, dim)
+    texts: list[str]  # (c,) every caption
+    vectors: np.ndarray  # (c, dim) text-tower vector of each caption
+    owners: np.ndarray  # (c,) index into ids of each caption's image
+
+
+FILE_TYPE_ALIASES = {"jpg": "jpeg", "jpe": "jpeg", "jfif": "jpeg", "tif": "tiff", "heic": "heif"}
+
+
 def _records_table(
-    records: Sequence[ImageRecord], vectors: np.ndarray, schema: pa.Schema
+    records: Sequence[ImageRecord],
+    vectors: np.ndarray,
+    schema: pa.Schema,
+    caption_vectors: Sequence[np.ndarray] | None = None,
 ) -> pa.Table:
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    cols = {name: [getattr(r, name) for r in records] for name in RECORD_COLUMNS}
-    arrays = [pa.array(cols[f.name], type=f.type) for f in schema if f.name != "vector"]
     dim = vectors.shape[1]
+    cols = {name: [getattr(r, name) for r in records] for name in RECORD_COLUMNS}
+    stored = [stored_path(r.path) for r in records]
+    cols["path"] = [text for text, _ in stored]
+    cols["path_raw"] = [raw for _, raw in stored]
+    cols["captions"] = [list(r.captions) for r in records]
+    cols["has_caption"] = [bool(r.captions) for r in records]
+    caps = list(caption_vectors) if caption_vectors is not None else [None] * len(records)
+    flat = []
+    for rec, cv in zip(records, caps, strict=True):
+        cv = np.zeros((0, dim), np.float32) if cv is None else np.asarray(cv, np.float32)
+        if len(cv) != len(rec.captions):
+            raise ValueError(f"{len(rec.captions)} captions but {len(cv)} caption vectors")
+        flat.append(cv.reshape(-1).tolist())
+    cols["caption_vectors"] = flat
+    arrays = [pa.array(cols[f.name], type=f.type) for f in schema if f.name != "vector"]
     arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim))
     return pa.Table.from_arrays(arrays, schema=schema)
 

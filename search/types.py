@@ -77,6 +77,41 @@ class ImageRecord:
     height: int
     content_hash: str
     indexed_at: float
+    file_type: str = ""  # jpeg, png, webp... (decoded format, not the extension)
+    taken_at: float = 0.0  # EXIF DateTimeOriginal, else the file's mtime (POSIX seconds)
+    taken_source: str = "mtime"  # "exif" or "mtime"
+    camera_make: str | None = None
+    camera_model: str | None = None
+    gps_lat: float | None = None
+    gps_lon: float | None = None
+    captions: tuple[str, ...] = ()  # sidecar, captions.jsonl and embedded metadata captions
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which photos a search may return; applied before ranking so top-k stays exact.
+
+    ``folder`` is a folder prefix (absolute) or a glob matched against the full path
+    (``*/trips/*``); ``after``/``before`` bound taken_at (POSIX seconds, inclusive);
+    ``file_types`` are decoded formats (``jpeg``, ``png``...).
+    """
+
+    folder: str | None = None
+    after: float | None = None
+    before: float | None = None
+    min_width: int = 0
+    min_height: int = 0
+    file_types: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.folder
+            or self.after is not None
+            or self.before is not None
+            or self.min_width
+            or self.min_height
+            or self.file_types
+        )
 
 
 @dataclass(frozen=True)
@@ -96,7 +131,8 @@ class Hit:
             "rank": self.rank,
             "score": round(float(self.score), 6),
             "id": self.id,
-            "path": self.path,
+            # undecodable bytes of non-UTF-8 names as U+FFFD: JSON must be valid UTF-8
+            "path": self.path.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
             "width": self.width,
             "height": self.height,
         }

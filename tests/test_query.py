@@ -1,0 +1,90 @@
+"""Query algebra: pure vector math, no model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from search.errors import BadQuery
+from search.query import Term, combine, make_terms, normalize, split_weight
+
+
+def unit(*xs: float) -> np.ndarray:
+    v = np.array(xs, np.float32)
+    return v / np.linalg.norm(v)
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("beach", (1.0, "beach")),
+        ("2:beach", (2.0, "beach")),
+        ("0.5:sunset at sea", (0.5, "sunset at sea")),
+        (".25:x", (0.25, "x")),
+        ("-1:fog", (-1.0, "fog")),
+        ("3: spaced ", (3.0, "spaced")),
+        ("2:./photos/a.jpg", (2.0, "./photos/a.jpg")),
+        ("time: 12:30", (1.0, "time: 12:30")),  # a colon after words is text, not a weight
+        ("C:/pics/x.jpg", (1.0, "C:/pics/x.jpg")),
+    ],
+)
+def test_split_weight(spec, expected):
+    assert split_weight(spec) == expected
+
+
+def test_make_terms_signs_weights_and_order():
+    terms = make_terms("dog", None, ["2:beach"], ["people"], ["./x.jpg"], ["0.5:./y.png"])
+    assert terms == [
+        Term("text", "dog", 1.0),
+        Term("text", "beach", 2.0),
+        Term("text", "people", -1.0),
+        Term("image", "./x.jpg", 1.0),
+        Term("image", "./y.png", -0.5),
+    ]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"query": "   "},
+        {"query": "dog", "add": ["0:beach"]},
+        {"query": "-1:dog"},  # only negative terms
+        {"query": "dog", "add": ["2:"]},
+    ],
+)
+def test_make_terms_rejects(kwargs):
+    with pytest.raises(BadQuery):
+        make_terms(**kwargs)
+
+
+def test_combine_is_weighted_sum_of_unit_vectors_normalised():
+    a, b, c = unit(1, 0, 0), unit(0, 3, 0), unit(1, 1, 1)
+    got = combine([a, b * 7, c], [1.0, 2.0, -0.5])  # b's length must not matter
+    want = a + 2 * unit(0, 1, 0) - 0.5 * c
+    np.testing.assert_allclose(got, want / np.linalg.norm(want), rtol=1e-6)
+    assert abs(np.linalg.norm(got) - 1) < 1e-6
+
+
+def test_single_term_is_the_term_itself():
+    v = unit(3, -4, 12)
+    np.testing.assert_allclose(combine([v], [2.5]), v, rtol=1e-6)
+
+
+def test_subtracting_moves_ranking_away_from_the_term():
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((50, 16)).astype(np.float32)
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    dog, people = unit(*rng.standard_normal(16)), base[7]
+    plain = base @ combine([dog], [1])
+    steered = base @ combine([dog, people], [1, -1])
+    assert steered[7] < plain[7] - 0.3  # the subtracted direction loses the most
+    assert np.argmin(steered - plain) == 7
+
+
+def test_cancelling_terms_are_an_error():
+    v = unit(1, 2, 3)
+    with pytest.raises(BadQuery, match="cancel"):
+        combine([v, v], [1, -1])
+    with pytest.raises(BadQuery):
+        normalize(np.zeros(4))
