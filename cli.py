@@ -567,9 +567,14 @@ def serve_cmd(
 
 def main() -> None:
     import logging
+    import os
 
-    # open_clip and lancedb log chatty warnings on the root logger; pixfind reports for itself.
-    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    # open_clip and lancedb log chatty warnings and errors on the root logger; pixfind reports
+    # every failure itself as one clear line ($PIXFIND_LOG=debug shows theirs).
+    level = os.environ.get("PIXFIND_LOG", "critical").upper()
+    logging.basicConfig(
+        level=getattr(logging, level, logging.CRITICAL), format="%(name)s: %(message)s"
+    )
     app()
 
 
