@@ -422,6 +422,8 @@ def load_text_encoder(
     search never builds or keeps the image tower), else the full model."""
     spec = spec or DEFAULT_SPEC
     spec = resolve_spec(spec.model, spec.pretrained)
+    if os.environ.get("PIXFIND_TEXT_TOWER", "1") == "0":  # the full model (benchmark baseline)
+        return _load_cached(spec, pick_device(device))
     return _load_text_cached(spec, pick_device(device))
 
 

@@ -155,10 +155,11 @@ class Searcher:
         store moved on or the rows don't carry the expected ids."""
         if positions and index.infos.store_version == self.store.version:
             try:
-                table = self.store.table.to_lance().take(positions, columns=RECORD_COLUMNS)
-                rows = table.to_pylist()
-                if [r["id"] for r in rows] == ids:
-                    return {r["id"]: ImageRecord(**r) for r in rows}
+                query = self.store.table.take_offsets(sorted(set(positions)))
+                rows = query.select(RECORD_COLUMNS).to_arrow().to_pylist()
+                found = {r["id"]: ImageRecord(**r) for r in rows}
+                if set(found) == set(ids):
+                    return found
             except Exception:  # noqa: S110 - any backend trouble: use the filter below
                 pass
         return self.store.records(ids)
