@@ -84,6 +84,8 @@ class Searcher:
     def index(self) -> VectorIndex:
         if self._index is None or self._index.infos.store_version != self.store.version:
             self._index = VectorIndex.for_store(self.store)
+            if self.device.startswith("cuda"):
+                self._index.to_gpu()  # with faiss-gpu installed (pixfind[gpu]); else stays
         return self._index
 
     def refresh(self) -> None:

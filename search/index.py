@@ -38,8 +38,8 @@ MEMORY_BUDGET_MB = 4096
 TARGET_RECALL = 0.95
 RECALL_QUERIES = 200
 NPROBES = (4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
-K_FACTORS = (4, 8, 16)
-EFS = (16, 32, 64, 96, 128, 192, 256)
+K_FACTORS = (4, 8, 16, 32, 64)
+EFS = (16, 32, 64, 96, 128, 192, 256, 384, 512)
 KINDS = ("auto", "flat", "ivfpq", "hnsw")
 
 
@@ -209,10 +209,13 @@ def tune(
         refine = [{"k_factor": kf} for kf in K_FACTORS] if "Refine" in plan.factory else [{}]
         grid = [{"nprobe": p, **r} for p in nprobes for r in refine]
     best: tuple[dict, float] = ({}, -1.0)
+    half = len(queries) // 2
     for params in grid:
         apply_params(index, params)
         _, found = index.search(queries, k)
-        recall = recall_at(found, truth)
+        # the target must hold for both kinds of query, not just on average: near-duplicate
+        # queries inside a dense cluster are the hard case for PQ (ties among near neighbours)
+        recall = min(recall_at(found[:half], truth[:half]), recall_at(found[half:], truth[half:]))
         if recall > best[1]:
             best = (params, recall)
         if recall >= target:
@@ -367,7 +370,7 @@ class VectorIndex:
         try:
             self._gpu_res = faiss.StandardGpuResources()
             self.faiss_index = faiss.index_cpu_to_gpu(self._gpu_res, 0, self.faiss_index)
-        except (RuntimeError, AttributeError):  # index types without a GPU version (HNSW)
+        except Exception:  # index types without a GPU version (HNSW, refine): stay on CPU
             return False
         apply_params(self.faiss_index, self.infos.params)
         return True
