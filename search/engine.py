@@ -153,7 +153,7 @@ class Searcher:
     ) -> dict[int, ImageRecord]:
         """Metadata of the hits. The FAISS index was built from this store version in row
         order, so FAISS positions are row offsets: a take of k rows, where an ``id IN (...)``
-        filter would scan every row (about 0.5 s at 1M). Falls back to the filter when the
+        filter scans every row (slow at 1M rows). Falls back to the filter when the
         store moved on or the rows don't carry the expected ids."""
         if positions and index.infos.store_version == self.store.version:
             try:
