@@ -181,7 +181,9 @@ def _batches(dataset: _DecodeDataset, batch_size: int, workers: int):
 def default_workers(todo: int, batch_size: int) -> int:
     if todo <= batch_size:
         return 0
-    return max(1, min(4, (os.cpu_count() or 2)))
+    # Leave a core to the encoder's threads: on 2 cores, 1 decode worker beat 2 (ViT-B-32 on
+    # phone-size JPEGs, bench/indexing.py); decoding with draft mode is the smaller share.
+    return max(1, min(4, (os.cpu_count() or 2) - 1))
 
 
 def run_index(

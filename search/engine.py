@@ -9,14 +9,21 @@ from pathlib import Path
 
 import numpy as np
 
-from .encoder import Encoder, load_encoder, resolve_spec, spec_identity
+from .encoder import (
+    Encoder,
+    TextEncoder,
+    load_encoder,
+    load_text_encoder,
+    resolve_spec,
+    spec_identity,
+)
 from .errors import BadQuery, EmptyIndex, IndexMismatch
 from .images import load_query_image
 from .index import VectorIndex
 from .paths import resolve_home
 from .query import Term, combine
-from .store import Captioned, Store
-from .types import EncoderSpec, Filters, Hit
+from .store import Captioned, Store, rebuild_hint
+from .types import EncoderSpec, Filters, Hit, ImageRecord
 
 MAX_K = 10_000
 MAX_QUERY_CHARS = 1_000
@@ -40,6 +47,7 @@ class Searcher:
         self.device = device
         self.spec = self._check_spec(spec) if spec else self.store.info.spec
         self._encoder: Encoder | None = None
+        self._text_encoder: TextEncoder | Encoder | None = None
         self._index: VectorIndex | None = None
         self._captioned: tuple[int, Captioned] | None = None
         self.caption_weight = DEFAULT_CAPTION_WEIGHT
@@ -65,9 +73,27 @@ class Searcher:
         return self._encoder
 
     @property
+    def text_encoder(self) -> TextEncoder | Encoder:
+        """The full encoder when it is already loaded, else the text tower alone."""
+        if self._encoder is not None:
+            return self._encoder
+        if self._text_encoder is None:
+            encoder = load_text_encoder(self.spec, self.device)
+            if encoder.dim != self.store.info.dim:
+                raise IndexMismatch(
+                    f"{self.spec.label} encodes {encoder.dim}-d vectors but the index at "
+                    f"{self.home} holds {self.store.info.dim}-d ones; "
+                    f"{rebuild_hint(self.home, self.spec.label)}"
+                )
+            self._text_encoder = encoder
+        return self._text_encoder
+
+    @property
     def index(self) -> VectorIndex:
         if self._index is None or self._index.infos.store_version != self.store.version:
             self._index = VectorIndex.for_store(self.store)
+            if self.device.startswith("cuda"):
+                self._index.to_gpu()  # with faiss-gpu installed (pixfind[gpu]); else stays
         return self._index
 
     def refresh(self) -> None:
@@ -84,7 +110,7 @@ class Searcher:
             raise BadQuery("empty query: give some words to search for, or --image PATH")
         if len(text) > MAX_QUERY_CHARS:
             raise BadQuery(f"query too long ({len(text)} chars, limit {MAX_QUERY_CHARS})")
-        return self.encoder.encode_texts([text])[0]
+        return self.text_encoder.encode_texts([text])[0]
 
     def image_vector(self, path: str | os.PathLike) -> np.ndarray:
         decoded = load_query_image(path, draft_size=self.encoder.image_size)
@@ -230,27 +256,20 @@ class Searcher:
         cap = self.captioned() if caption_weight > 0 else None
         fused = cap is not None and len(cap.ids) > 0
 
-        # images scored by FAISS: everything allowed, minus captioned ones when fusing
-        candidates: list[tuple[float, int, float, tuple[float, float] | None, str | None]] = []
-        if not fused and allowed is None and not len(excluded):
-            scores, ids = index.search(query[None, :], k)
-            candidates += [
-                (float(s), int(i), float(s), None, None)
-                for s, i in zip(scores[0], ids[0], strict=True)
-                if i >= 0
-            ]
+        # Images scored by FAISS alone: everything allowed, minus the captioned ones when
+        # fusing (those are scored exactly below, image and caption together).
+        drop = np.union1d(excluded, cap.ids) if fused else excluded
+        if allowed is None and len(drop) <= len(index) // 2:
+            scores, ids, pos = _search_dropping(index, query, k, drop)
         else:
-            keep = np.ones(len(index.ids), bool)
-            if allowed is not None:
-                keep &= np.isin(index.ids, allowed)
-            if len(excluded):
-                keep &= ~np.isin(index.ids, excluded)
-            if fused:
-                keep &= ~np.isin(index.ids, cap.ids)
-            scores, ids = _search_positions(index, query, k, np.flatnonzero(keep))
-            candidates += [
-                (float(s), int(i), float(s), None, None) for s, i in zip(scores, ids, strict=True)
-            ]
+            keep = np.ones(len(index.ids), bool) if allowed is None else np.isin(index.ids, allowed)
+            if len(drop):
+                keep &= ~np.isin(index.ids, drop)
+            scores, ids, pos = _search_positions(index, query, k, np.flatnonzero(keep))
+        positions = dict(zip(ids.tolist(), pos.tolist(), strict=True))
+        candidates: list[tuple[float, int, float, tuple[float, float] | None, str | None]] = [
+            (float(s), int(i), float(s), None, None) for s, i in zip(scores, ids, strict=True)
+        ]
         if fused:
             candidates += _fused_candidates(cap, query, k, caption_weight, allowed, excluded)
         candidates.sort(key=lambda c: -c[0])
@@ -258,7 +277,7 @@ class Searcher:
             candidates = [c for c in candidates if c[0] >= min_score]
         candidates = candidates[:k]
 
-        records = self.store.records([c[1] for c in candidates])
+        records = self._records(index, [c[1] for c in candidates], positions)
         kept = [(c, records[c[1]]) for c in candidates if c[1] in records]  # deleted meanwhile
         if sort == "date":
             kept.sort(key=lambda cr: -(cr[1].taken_at or 0.0))
@@ -279,6 +298,23 @@ class Searcher:
             hits.append(Hit(len(hits) + 1, score, image_id, rec.path, rec.width, rec.height, extra))
         return hits
 
+    def _records(
+        self, index: VectorIndex, ids: list[int], positions: dict[int, int]
+    ) -> dict[int, ImageRecord]:
+        """Metadata of the hits. The FAISS index was built from this store version in row
+        order, so FAISS positions are row offsets: a take of k rows, where an ``id IN (...)``
+        filter scans every row (slow at 1M rows). Falls back to the filter when the store
+        moved on, a hit came from elsewhere (captions), or the rows don't carry those ids."""
+        fresh = index.infos.store_version == self.store.version
+        if ids and fresh and all(i in positions for i in ids):
+            try:
+                found = self.store.records_at([positions[i] for i in ids])
+                if set(found) == set(ids):
+                    return found
+            except Exception:  # noqa: S110 - any backend trouble: use the filter below
+                pass
+        return self.store.records(ids)
+
 
 def _iso(stamp: float | None) -> str | None:
     if not stamp:
@@ -289,14 +325,33 @@ def _iso(stamp: float | None) -> str | None:
         return None
 
 
+def _search_dropping(
+    index: VectorIndex, query: np.ndarray, k: int, drop: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-k (scores, ids, positions) over all rows but the ids in ``drop``: over-fetch and
+    filter, growing the fetch until k remain (cheaper than a selector over every row)."""
+    want = min(len(index), k + len(drop))
+    while True:
+        scores, pos = index.search_positions(query[None, :], want)
+        scores, pos = scores[0], pos[0]
+        valid = pos >= 0
+        scores, pos = scores[valid], pos[valid]
+        ids = index.ids[pos]
+        keep = ~np.isin(ids, drop) if len(drop) else np.ones(len(ids), bool)
+        if keep.sum() >= k or want >= len(index):
+            return scores[keep][:k], ids[keep][:k], pos[keep][:k]
+        want = min(len(index), want * 4)
+
+
 def _search_positions(
     index: VectorIndex, query: np.ndarray, k: int, positions: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k (scores, ids) among the given FAISS positions only (exact for flat indexes)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-k (scores, ids, positions) among the given FAISS positions only (exact for flat
+    indexes)."""
     import faiss
 
     if not len(positions):
-        return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        return np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
     kk = min(k, len(positions))
     params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(positions.astype(np.int64)))
     try:
@@ -305,9 +360,9 @@ def _search_positions(
         vectors = index.faiss_index.reconstruct_batch(positions.astype(np.int64))
         sims = vectors @ query
         top = np.argsort(-sims, kind="stable")[:kk]
-        return sims[top], index.ids[positions[top]]
+        return sims[top], index.ids[positions[top]], positions[top]
     good = pos[0] >= 0
-    return scores[0][good], index.ids[pos[0][good]]
+    return scores[0][good], index.ids[pos[0][good]], pos[0][good]
 
 
 CALIBRATE = True

@@ -246,6 +246,12 @@ class Store:
         t = self._scan([*RECORD_COLUMNS, "path_raw"], f"id IN ({id_list})")
         return {r["id"]: _record(r) for r in t.to_pylist()}
 
+    def records_at(self, offsets: Sequence[int]) -> dict[int, ImageRecord]:
+        """Records by row offset in the current table version: a take, not a scan."""
+        query = self.table.take_offsets(sorted(set(offsets)))
+        t = query.select([*RECORD_COLUMNS, "path_raw"]).to_arrow()
+        return {r["id"]: _record(r) for r in t.to_pylist()}
+
     def record(self, image_id: int) -> ImageRecord:
         found = self.records([image_id]).get(int(image_id))
         if found is None:

@@ -1,0 +1,85 @@
+"""Helpers shared by the bench scripts: timing percentiles, synthetic vectors, a standin model.
+
+Absolute figures from a shared 2-core machine are inflated by other work running at the same
+time; each script therefore measures its own baseline in the same run and prints the ratio.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+PHOTOS = SHARED / "photos" / "images"
+STANDIN_TOOL = SHARED / "tools" / "standin-hub-cache.py"
+
+
+def sizes_arg(text: str) -> list[int]:
+    return [int(float(s)) for s in text.split(",") if s]
+
+
+def percentiles(samples_s: list[float]) -> tuple[float, float]:
+    """(p50, p99) in milliseconds."""
+    ms = np.asarray(samples_s) * 1000
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+
+
+def timed(fn, repeat: int, warmup: int = 3) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def clustered(n: int, dim: int = 512, clusters: int = 1000, seed: int = 0) -> np.ndarray:
+    """Unit vectors around random centres (photo collections are clumpy: pets, beaches...)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
+    out = np.empty((n, dim), np.float32)
+    for start in range(0, n, 100_000):
+        m = min(100_000, n - start)
+        block = centres[rng.integers(0, clusters, m)]
+        block += 0.7 * rng.standard_normal((m, dim)).astype(np.float32)
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
+        out[start : start + m] = block
+    return out
+
+
+def queries_like(x: np.ndarray, n: int, seed: int = 1) -> np.ndarray:
+    """Held-out queries: points near the data, not the data itself."""
+    rng = np.random.default_rng(seed)
+    q = x[rng.integers(0, len(x), n)] + 0.5 * rng.standard_normal((n, x.shape[1])) / 22
+    return (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
+
+
+def standin_env(cache: Path) -> dict:
+    """Environment in which open_clip loads ViT-B-32/laion2b_s34b_b79k offline, with RANDOM
+    weights of the real architecture (speed and memory only, never quality)."""
+    if not (cache / "hub").is_dir():
+        if not STANDIN_TOOL.is_file():
+            sys.exit(f"{STANDIN_TOOL} not found: can't make stand-in ViT-B-32 weights")
+        subprocess.run([sys.executable, str(STANDIN_TOOL), str(cache)], check=True)
+    env = dict(os.environ, HF_HOME=str(cache), HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+    return env
+
+
+def use_standin(cache: Path) -> None:
+    os.environ.update({k: v for k, v in standin_env(cache).items() if k.startswith("HF_")})
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def row(*cells) -> str:
+    return " | ".join(str(c) for c in cells)
