@@ -8,6 +8,9 @@ and separately for captioned / uncaptioned targets (fusion must not bury the unc
 
     PYTHONPATH=. python bench/caption_weight.py --n 300            # pixfind-tiny, random weights
     PYTHONPATH=. python bench/caption_weight.py --model ViT-B-32 --pretrained laion2b_s34b_b79k
+    # the demo data's held-out split with the trained demo model (what chose the default):
+    PYTHONPATH=. python bench/caption_weight.py --data .cache/demo-data-n5000-s0/test \
+        --model .cache/demo-model-... --n 1000
 
 Prints a table, and the smallest weight whose MRR is within 2% of the best one.
 """
@@ -38,6 +41,9 @@ def main() -> None:
     parser.add_argument("--pretrained", default=None)
     parser.add_argument("--queries-per-photo", type=int, default=2)
     parser.add_argument("--raw", action="store_true", help="fuse raw (uncalibrated) scores")
+    parser.add_argument(
+        "--data", type=Path, help="a captioned folder (captions.jsonl) instead of Flickr8k"
+    )
     args = parser.parse_args()
 
     from indexer import IndexOptions, run_index
@@ -46,14 +52,22 @@ def main() -> None:
     from search.engine import Searcher
     from search.types import EncoderSpec
 
-    lines = (SHARED / "captions.jsonl").read_text().splitlines() if SHARED.is_dir() else []
     by_image: dict[str, list[str]] = defaultdict(list)
-    for line in lines:
-        row = json.loads(line)
-        if row["image"].startswith("flickr8k/"):
-            by_image[row["image"]].append(row["caption"])
+    if args.data:
+        from search.captions import read_collection
+
+        images_dir = args.data.resolve()
+        for path, caps in read_collection(images_dir).captions.items():
+            by_image[str(Path(path).relative_to(images_dir))] = caps
+    else:
+        images_dir = SHARED / "images"
+        lines = (SHARED / "captions.jsonl").read_text().splitlines() if SHARED.is_dir() else []
+        for line in lines:
+            row = json.loads(line)
+            if row["image"].startswith("flickr8k/"):
+                by_image[row["image"]].append(row["caption"])
     if not by_image:
-        sys.exit(f"skipped: no Flickr8k captions in {SHARED}")
+        sys.exit(f"skipped: no captions found in {args.data or SHARED}")
     images = sorted(i for i, c in by_image.items() if len(c) >= 1 + args.queries_per_photo)
     images = images[: args.n]
     engine.CALIBRATE = not args.raw
@@ -63,8 +77,8 @@ def main() -> None:
         root.mkdir()
         jsonl = []
         for i, rel in enumerate(images):
-            name = Path(rel).name
-            os.symlink(SHARED / "images" / rel, root / name)
+            name = rel.replace(os.sep, "_")
+            os.symlink(images_dir / rel, root / name)
             if i % 2 == 0:
                 jsonl.append(json.dumps({"image": name, "caption": by_image[rel][0]}))
         (root / "captions.jsonl").write_text("\n".join(jsonl) + "\n")
@@ -81,7 +95,7 @@ def main() -> None:
         queries = []  # (text, target path, captioned?)
         for i, rel in enumerate(images):
             for text in by_image[rel][1 : 1 + args.queries_per_photo]:
-                queries.append((text, str(root / Path(rel).name), i % 2 == 0))
+                queries.append((text, str(root / rel.replace(os.sep, "_")), i % 2 == 0))
         vectors = encoder.encode_texts([q for q, _, _ in queries])
         print(f"{len(queries)} queries (held-out captions by other annotators)\n")
         print(
