@@ -587,7 +587,7 @@ def demo_cmd(
     ] = Path(".cache"),
     n: Annotated[int, typer.Option("--n", help="Demo photos in all (1/5 held out).")] = 5000,
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    epochs: Annotated[int, typer.Option("--epochs")] = 8,
+    epochs: Annotated[int, typer.Option("--epochs")] = 30,
 ) -> None:
     """Run pixfind end to end offline: demo data, train a small model, index, search.
 

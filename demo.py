@@ -15,7 +15,7 @@ from typing import Any
 
 from rich.console import Console
 
-DEMO_BATCH = 32
+DEMO_BATCH = 64
 DEMO_LR = 2e-3
 
 
@@ -74,7 +74,7 @@ def run_demo(
     cache: Path,
     n: int = 5000,
     seed: int = 0,
-    epochs: int = 8,
+    epochs: int = 30,
     console: Console | None = None,
     progress: Callable[[bool], Any] | None = None,
 ) -> dict:

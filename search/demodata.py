@@ -70,13 +70,13 @@ POSITION_PHRASES = {
 }
 # centre of each position as a fraction of the image, and the jitter around it
 _ANCHORS = {
-    "left": (0.22, 0.5),
-    "right": (0.78, 0.5),
-    "top": (0.5, 0.22),
-    "bottom": (0.5, 0.78),
+    "left": (0.24, 0.5),
+    "right": (0.76, 0.5),
+    "top": (0.5, 0.24),
+    "bottom": (0.5, 0.76),
     "center": (0.5, 0.5),
 }
-SIZES = {"large": 0.17, "small": 0.09}  # radius as a fraction of the image side
+SIZES = {"large": 0.21, "small": 0.13}  # radius as a fraction of the image side
 NUMBERS = {2: "two", 3: "three"}
 PREFIXES = ("", "", "a photo of ", "an image of ", "a picture of ", "a drawing of ")
 
@@ -207,8 +207,8 @@ def render(scene: Scene, rng: random.Random, size: int = IMAGE_SIZE) -> Image.Im
     # big objects first, so a small one in front of a big one stays visible
     for thing in sorted(scene.things, key=lambda t: -SIZES[t.size]):
         ax, ay = _ANCHORS[thing.position]
-        cx = (ax + rng.uniform(-0.05, 0.05)) * size
-        cy = (ay + rng.uniform(-0.05, 0.05)) * size
+        cx = (ax + rng.uniform(-0.03, 0.03)) * size
+        cy = (ay + rng.uniform(-0.03, 0.03)) * size
         r = SIZES[thing.size] * size * rng.uniform(0.9, 1.1)
         fill = _jitter(colours[thing.colour], rng, 14)
         turn = rng.uniform(-0.15, 0.15)

@@ -55,6 +55,7 @@ class TrainOptions:
     freeze: str | None = None  # "image" or "text": that tower is not trained
     unlocked_layers: int | None = None  # train only the last N blocks of each tower
     augment: bool = True
+    hard_batches: float = 0.5  # share of batches whose captions share a word (harder negatives)
     device: str = "cpu"
     max_images: int | None = None  # use only the first N captioned images
 
@@ -255,6 +256,7 @@ def lr_at(step: int, total: int, base: float, warmup: int) -> float:
 class Prepared:
     pixels: Any  # uint8 tensor (N, 3, H, W): preprocessed, before normalisation
     tokens: Any  # int tensor (C, context)
+    words: list[list[str]]  # content words of each caption
     caption_image: np.ndarray  # (C,) image row of each caption
     captions_of: list[np.ndarray]  # image row -> its caption rows
     mean: Any
@@ -299,7 +301,38 @@ def prepare(
         texts.extend(caps)
         owner.extend([row] * len(caps))
     tokens = torch.cat([tokenizer(texts[i : i + 4096]) for i in range(0, len(texts), 4096)])
-    return Prepared(torch.cat(pixels), tokens, np.asarray(owner), captions_of, mean, std, skipped)
+    words = [[w for w in t.lower().replace(",", " ").split() if w not in STOPWORDS] for t in texts]
+    return Prepared(
+        torch.cat(pixels), tokens, words, np.asarray(owner), captions_of, mean, std, skipped
+    )
+
+
+STOPWORDS = frozenset(
+    ["a", "an", "the", "of", "on", "in", "at", "to", "and", "with", "next", "near", "is", "are", "photo", "image", "picture", "drawing"]
+)
+
+
+def epoch_batches(
+    rng: np.random.Generator, words: list[list[str]], batch_size: int, hard: float
+) -> list[np.ndarray]:
+    """Image rows per batch for one epoch (``words[i]``: content words of image i's caption).
+
+    A ``hard`` share of the batches gathers images whose captions share a random word ("red"),
+    so the loss must tell them apart by everything else (shape, size, position): in random
+    batches a colour alone often identifies a photo, and shapes are learnt much later.
+    """
+    n = len(words)
+    perm = rng.permutation(n)
+    n_hard = int(n * hard)
+    hard_rows, easy_rows = perm[:n_hard], perm[n_hard:]
+    keys = np.array([rng.choice(words[i]) if words[i] else "" for i in hard_rows], dtype=object)
+    hard_rows = hard_rows[np.argsort(keys, kind="stable")]
+    batches = [
+        rows[i : i + batch_size]
+        for rows in (hard_rows, easy_rows)
+        for i in range(0, len(rows) - batch_size + 1, batch_size)
+    ]
+    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 def _image_size(preprocess: Any) -> int:
@@ -392,7 +425,10 @@ def train(
     prepared = prepare(data, preprocess, tokenizer, options.max_images, on_prepare)
     n = len(prepared.captions_of)
     batch_size = min(options.batch_size, n)
-    steps_per_epoch = n // batch_size  # drop the ragged last batch: InfoNCE wants full batches
+    # ragged batches are dropped: InfoNCE wants full batches
+    steps_per_epoch = len(
+        epoch_batches(np.random.default_rng(0), [[]] * n, batch_size, options.hard_batches)
+    )
     total = steps_per_epoch * options.epochs
     warmup = int(options.warmup * total)
     optimizer = torch.optim.AdamW(
@@ -424,16 +460,18 @@ def train(
     for epoch in range(start_epoch, options.epochs):
         model.train()
         t0 = time.perf_counter()
-        order = rng.permutation(n)
         # one caption per image per epoch, drawn afresh each epoch
         caption_rows = np.array([rng.choice(prepared.captions_of[i]) for i in range(n)])
+        batches = epoch_batches(
+            rng, [prepared.words[c] for c in caption_rows], batch_size, options.hard_batches
+        )
         losses = []
         for s in range(steps_per_epoch):
             step = epoch * steps_per_epoch + s
             lr = lr_at(step, total, options.learning_rate, warmup)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            rows = order[s * batch_size : (s + 1) * batch_size]
+            rows = batches[s]
             images = prepared.pixels[torch.from_numpy(rows)].float().div_(255)
             if options.augment:
                 images = augment(images, gen)

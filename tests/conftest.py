@@ -95,11 +95,17 @@ def _quiet_threads(monkeypatch):
 # -- the trained demo model (issue 3): trained once per test session ----------------------------
 DEMO_N = 3000  # photos in all; 1/5 held out
 DEMO_SEED = 0
-DEMO_EPOCHS = 8
+DEMO_EPOCHS = 30
 
 
 @pytest.fixture(scope="session")
 def demo_cache(tmp_path_factory) -> Path:
+    """Per session by default (CI trains inside the session); PIXFIND_TEST_DEMO_CACHE=DIR keeps
+    the demo data and model across local runs (training resumes or is skipped)."""
+    keep = os.environ.get("PIXFIND_TEST_DEMO_CACHE")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        return Path(keep)
     return tmp_path_factory.mktemp("demo-cache")
 
 
