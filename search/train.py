@@ -308,7 +308,26 @@ def prepare(
 
 
 STOPWORDS = frozenset(
-    ["a", "an", "the", "of", "on", "in", "at", "to", "and", "with", "next", "near", "is", "are", "photo", "image", "picture", "drawing"]
+    [
+        "a",
+        "an",
+        "the",
+        "of",
+        "on",
+        "in",
+        "at",
+        "to",
+        "and",
+        "with",
+        "next",
+        "near",
+        "is",
+        "are",
+        "photo",
+        "image",
+        "picture",
+        "drawing",
+    ]
 )
 
 
