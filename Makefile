@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Offline: demo photos -> train the demo model (cached in .cache/) -> index -> search.
+demo: $(STAMP)
+	$(VENV)/bin/pixfind demo --out demo-out --cache .cache $(DEMO_ARGS)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

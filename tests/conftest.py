@@ -90,3 +90,57 @@ def copy_tree(src: Path, dst: Path) -> Path:
 def _quiet_threads(monkeypatch):
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+# -- the trained demo model (issue 3): trained once per test session ----------------------------
+DEMO_N = 3000  # photos in all; 1/5 held out
+DEMO_SEED = 0
+DEMO_EPOCHS = 30
+
+
+@pytest.fixture(scope="session")
+def demo_cache(tmp_path_factory) -> Path:
+    """Per session by default (CI trains inside the session); PIXFIND_TEST_DEMO_CACHE=DIR keeps
+    the demo data and model across local runs (training resumes or is skipped)."""
+    keep = os.environ.get("PIXFIND_TEST_DEMO_CACHE")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        return Path(keep)
+    return tmp_path_factory.mktemp("demo-cache")
+
+
+@pytest.fixture(scope="session")
+def demo_data(demo_cache):
+    """Synthetic captioned photos (train/ and test/ with captions, labels and scenes)."""
+    from rich.console import Console
+
+    import demo
+
+    return demo.demo_data(demo_cache, DEMO_N, DEMO_SEED, Console(quiet=True))
+
+
+@pytest.fixture(scope="session")
+def demo_model(demo_cache, demo_data) -> Path:
+    """A model directory trained on the demo data's train split in this session (fixed seed).
+
+    Loadable like any model: load_encoder(EncoderSpec(str(demo_model), None)). Other tests
+    can use it for semantic assertions ("a red circle" finds red circles).
+    """
+    import time
+
+    from rich.console import Console
+
+    import cli
+    import demo
+
+    started = time.perf_counter()
+    model = demo.demo_model(
+        demo_cache,
+        demo_data,
+        DEMO_SEED,
+        DEMO_EPOCHS,
+        Console(quiet=True),
+        lambda _: cli._train_progress(True),
+    )
+    print(f"\n[demo_model] trained in {time.perf_counter() - started:.1f}s -> {model}")
+    return model

@@ -1,0 +1,137 @@
+"""`make demo`: pixfind end to end, offline, on synthetic captioned photos.
+
+generate demo data -> train the demo model (cached) -> index the held-out photos with the
+real indexer -> run natural-language queries -> print results + write contact sheets ->
+evaluate Recall@k on the held-out split.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+DEMO_BATCH = 64
+DEMO_LR = 2e-3
+
+
+def demo_data(cache: Path, n: int, seed: int, console: Console):
+    from search.demodata import DemoData, generate
+
+    root = cache / f"demo-data-n{n}-s{seed}"
+    done = root / "done.json"
+    if done.is_file():
+        info = json.loads(done.read_text())
+        return DemoData(root, root / "train", root / "test", info["train"], info["test"])
+    console.print(f"[bold]1/5[/] generating {n} demo photos into {root}")
+    data = generate(root, n=n, seed=seed)
+    done.write_text(json.dumps({"train": data.n_train, "test": data.n_test}))
+    return data
+
+
+def demo_model(
+    cache: Path, data, seed: int, epochs: int, console: Console, progress: Callable
+) -> Path:
+    from search.train import DEMO_MODEL, TrainOptions, read_state, train
+
+    options = TrainOptions(
+        model=DEMO_MODEL, epochs=epochs, batch_size=DEMO_BATCH, lr=DEMO_LR, seed=seed
+    )
+    out = cache / f"demo-model-{data.root.name}-{options.key()[:8]}-e{epochs}"
+    state = read_state(out)
+    if state and state.get("epoch", 0) >= epochs:
+        console.print(f"[bold]2/5[/] demo model already trained: {out} (delete it to retrain)")
+        return out
+    console.print(
+        f"[bold]2/5[/] training the demo model ({DEMO_MODEL}, {epochs} epochs on "
+        f"{data.n_train} photos; a few minutes on a laptop CPU, cached afterwards)"
+    )
+    bar = progress(False)
+    task = bar.add_task("epoch", total=None, loss="-", rate="-")
+
+    def on_step(epoch, step, steps, loss, rate):
+        bar.update(
+            task,
+            description=f"epoch {epoch}/{epochs}",
+            completed=step,
+            total=steps,
+            loss=f"{loss:.3f}",
+            rate=f"{rate:.0f}",
+        )
+
+    with bar:
+        result = train(data.train, out, options, on_step=on_step)
+    console.print(f"    trained in {result.seconds:.0f}s -> {out}")
+    return out
+
+
+def run_demo(
+    out_dir: Path,
+    cache: Path,
+    n: int = 5000,
+    seed: int = 0,
+    epochs: int = 30,
+    console: Console | None = None,
+    progress: Callable[[bool], Any] | None = None,
+) -> dict:
+    from indexer import IndexOptions, run_index
+    from search.contact import contact_sheet
+    from search.demodata import DEMO_QUERIES, read_scenes
+    from search.encoder import load_encoder
+    from search.engine import Searcher
+    from search.evaluate import retrieval
+    from search.types import EncoderSpec
+
+    console = console or Console()
+    out_dir, cache = Path(out_dir).resolve(), Path(cache).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = demo_data(cache, n, seed, console)
+    model = demo_model(cache, data, seed, epochs, console, progress)
+
+    home = out_dir / "index"
+    console.print(f"[bold]3/5[/] indexing the {data.n_test} held-out photos into {home}")
+    report = run_index(
+        home, IndexOptions([str(data.test)]), spec=EncoderSpec(str(model), None), device="cpu"
+    )
+    console.print(f"    {report.total} photos indexed in {report.seconds:.1f}s")
+
+    console.print("[bold]4/5[/] searching (green outline: the photo really matches)")
+    searcher = Searcher(home, device="cpu")
+    scenes = read_scenes(data.test)
+    summary = {"model": str(model), "queries": []}
+    for i, query in enumerate(DEMO_QUERIES, start=1):
+        hits = searcher.search(query.text, 8)
+        marks = [query.matches(scenes[h.path]) if h.path in scenes else None for h in hits]
+        sheet = contact_sheet(
+            f'"{query.text}"',
+            hits,
+            out_dir / f"{i:02d}-{query.text.replace(' ', '-')}.png",
+            marks=marks,
+        )
+        p5 = sum(bool(m) for m in marks[:5]) / 5
+        console.print(f'  [bold]"{query.text}"[/]  precision@5 {p5:.1f}  -> {sheet.name}')
+        for hit, mark in list(zip(hits, marks, strict=True))[:3]:
+            tick = "[green]yes[/]" if mark else "[red]no[/]"
+            console.print(f"     #{hit.rank} {hit.score:.3f} {tick} {Path(hit.path).name}")
+        summary["queries"].append({"query": query.text, "precision_at_5": p5, "sheet": str(sheet)})
+
+    console.print(f"[bold]5/5[/] retrieval on the {data.n_test} held-out photos")
+    t0 = time.perf_counter()
+    scores = retrieval(load_encoder(EncoderSpec(str(model), None), "cpu"), data.test)
+    t2i, i2t = scores.text_to_image, scores.image_to_text
+    console.print(
+        f"    text->image R@1 {t2i[1]:.3f}  R@5 {t2i[5]:.3f}  R@10 {t2i[10]:.3f}   "
+        f"image->text R@1 {i2t[1]:.3f}  R@5 {i2t[5]:.3f}  R@10 {i2t[10]:.3f}  "
+        f"({scores.captions} captions, {time.perf_counter() - t0:.1f}s)"
+    )
+    summary["retrieval"] = scores.to_dict()
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    console.print(
+        f"\ncontact sheets and summary.json in {out_dir}; try your own queries:\n"
+        f'  .venv/bin/pixfind --index {home} search "a small green star on the right"'
+    )
+    return summary

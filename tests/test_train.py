@@ -1,0 +1,240 @@
+"""Issue 3: train and fine-tune dual encoders, evaluate retrieval, run the demo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from search.demodata import AttrQuery, generate, read_scenes
+from search.encoder import load_encoder
+from search.evaluate import recall_at, retrieval
+from search.train import TrainError, TrainOptions, lr_at, train
+from search.types import EncoderSpec
+from tests.conftest import SHARED_PHOTOS, json_out
+
+# Attribute queries over the held-out demo photos; each has at least 5 true matches there.
+QUERIES = [
+    AttrQuery(f"a {c} {s}", c, s)
+    for c, s in [
+        ("red", "circle"),
+        ("blue", "square"),
+        ("green", "triangle"),
+        ("yellow", "star"),
+        ("purple", "hexagon"),
+        ("pink", "diamond"),
+        ("orange", "cross"),
+        ("brown", "circle"),
+        ("red", "triangle"),
+        ("blue", "star"),
+        ("green", "hexagon"),
+        ("yellow", "diamond"),
+        ("purple", "cross"),
+        ("pink", "circle"),
+        ("orange", "square"),
+        ("brown", "triangle"),
+        ("red", "cross"),
+        ("blue", "diamond"),
+    ]
+] + [
+    AttrQuery(f"a {z} {c} {s}", c, s, size=z)
+    for z, c, s in [
+        ("large", "green", "circle"),
+        ("large", "yellow", "square"),
+        ("small", "orange", "star"),
+        ("small", "pink", "hexagon"),
+        ("large", "purple", "triangle"),
+        ("small", "brown", "diamond"),
+    ]
+]
+
+
+def _vec(*xs):
+    v = np.asarray(xs, np.float32)
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def test_recall_at_follows_the_clip_benchmark_protocol():
+    images = _vec([1, 0, 0], [0, 1, 0], [0, 0, 1])
+    # captions 0,1 -> image 0; caption 2 -> image 1; caption 3 -> image 2 (but closest to image 0)
+    texts = _vec([1, 0.1, 0], [0.1, 1, 0], [0, 1, 0.2], [1, 0, 0.5])
+    owner = np.array([0, 0, 1, 2])
+    t2i, i2t = recall_at(images, texts, owner, ks=(1, 2, 3))
+    assert t2i == {1: 0.5, 2: 1.0, 3: 1.0}  # caption 1 ranks image 1 first; caption 3 image 0
+    # image 1's nearest caption is caption 1 (image 0's), its own caption 2 comes second
+    assert i2t == {1: pytest.approx(2 / 3), 2: 1.0, 3: 1.0}
+
+
+def test_lr_warms_up_then_decays_to_zero():
+    lrs = [lr_at(s, 100, 1.0, 10) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:], strict=False))
+    assert lrs[-1] < 0.01
+
+
+def test_demo_data_is_deterministic_and_captions_describe_the_scene(tmp_path):
+    a = generate(tmp_path / "a", n=30, seed=3)
+    b = generate(tmp_path / "b", n=30, seed=3)
+    c = generate(tmp_path / "c", n=30, seed=4)
+    names = sorted(p.name for p in a.train.glob("*.jpg"))
+    assert len(names) == 24 and len(list(a.test.glob("*.jpg"))) == 6
+    for name in names:
+        assert (a.train / name).read_bytes() == (b.train / name).read_bytes()
+    assert (a.train / "captions.jsonl").read_text() == (b.train / "captions.jsonl").read_text()
+    assert (a.train / "captions.jsonl").read_text() != (c.train / "captions.jsonl").read_text()
+    scenes = read_scenes(a.train)
+    rows = [json.loads(x) for x in (a.train / "captions.jsonl").read_text().splitlines()]
+    assert len(rows) >= 3 * 24  # several captions per image
+    for row in rows:
+        scene = scenes[str(a.train / row["image"])]
+        for thing in scene.things:  # every object is named with its colour and shape
+            assert thing.colour in row["caption"] and thing.shape in row["caption"]
+    shapes = {t.shape for s in scenes.values() for t in s.things}
+    assert len(shapes) >= 5
+
+
+def test_train_resumes_from_its_last_epoch_and_refuses_a_foreign_checkpoint(tmp_path):
+    data = generate(tmp_path / "data", n=80, seed=1)
+    out = tmp_path / "model"
+    opts = dict(model="pixfind-tiny", batch_size=16, seed=0)
+    first = train(data.train, out, TrainOptions(epochs=1, **opts))
+    assert first.epochs_done == 1 and first.resumed_from == 0
+    assert (out / "open_clip_config.json").is_file()
+    resumed = train(data.train, out, TrainOptions(epochs=2, **opts))
+    assert resumed.resumed_from == 1 and resumed.epochs_done == 2
+    assert [h.epoch for h in resumed.history] == [1, 2]
+    again = train(data.train, out, TrainOptions(epochs=2, **opts))
+    assert again.seconds == 0 and again.epochs_done == 2
+    with pytest.raises(TrainError, match="different training run"):
+        train(data.train, out, TrainOptions(epochs=2, lr=0.5, **opts))
+    # what training wrote is a model the core encoder loads
+    enc = load_encoder(EncoderSpec(str(out), None), "cpu")
+    assert enc.encode_texts(["a red circle"]).shape == (1, enc.dim)
+
+
+def test_cli_train_errors_are_one_line(cli, tmp_path):
+    data = generate(tmp_path / "data", n=10, seed=1)
+    bad = cli("train", data.train, "--out", tmp_path / "m", "--model", "no-such-arch", ok=False)
+    assert bad.exit_code == 1 and "unknown model 'no-such-arch'" in bad.output
+    bad = cli("train", tmp_path / "nothing", "--out", tmp_path / "m", ok=False)
+    assert bad.exit_code == 1 and "is not a folder" in bad.output
+    frozen = cli(
+        "train",
+        data.train,
+        "--out",
+        tmp_path / "m2",
+        "--model",
+        "pixfind-tiny",
+        "--freeze",
+        "both",
+        ok=False,
+    )
+    assert frozen.exit_code == 1 and "--freeze must be" in frozen.output
+
+
+@pytest.mark.slow
+def test_demo_model_answers_attribute_queries(demo_model, demo_data, tmp_path):
+    from indexer import IndexOptions, run_index
+    from search.engine import Searcher
+
+    home = tmp_path / "index"
+    report = run_index(
+        home, IndexOptions([str(demo_data.test)]), spec=EncoderSpec(str(demo_model), None)
+    )
+    assert report.total == demo_data.n_test
+    scenes = read_scenes(demo_data.test)
+    searcher = Searcher(home, device="cpu")
+    colour_ok, full = [], []
+    for q in QUERIES:
+        truth = sum(q.matches(s) for s in scenes.values())
+        assert truth >= 5, f"{q.text!r} has only {truth} true matches in the held-out split"
+        found = [scenes[h.path] for h in searcher.search(q.text, 5)]
+        p5 = sum(q.matches(s) for s in found) / 5
+        colour_p5 = sum(s.has(colour=q.colour) for s in found) / 5
+        print(f"  P@5 {p5:.1f}  colour P@5 {colour_p5:.1f}  ({truth:3d} true)  {q.text}")
+        full.append(p5)
+        colour_ok.append(colour_p5 >= 0.8)
+    chance = np.mean([sum(q.matches(s) for s in scenes.values()) / len(scenes) for q in QUERIES])
+    print(
+        f"{sum(p >= 0.8 for p in full)}/{len(QUERIES)} queries reach precision@5 >= 0.8 on "
+        f"every attribute (mean {np.mean(full):.2f}, chance {chance:.2f}); "
+        f"{sum(colour_ok)}/{len(QUERIES)} on colour"
+    )
+    # What the demo model reliably gets right is the colour (and size/position) of objects;
+    # telling shapes apart is learnt far more slowly (see the notes in README "The demo").
+    assert sum(colour_ok) >= 20
+    assert np.mean(full) >= 2 * chance
+
+
+@pytest.mark.slow
+def test_eval_recall_on_the_held_out_split(cli, demo_model, demo_data, tmp_path):
+    plot = tmp_path / "scores.png"
+    result = cli("eval", demo_data.test, "--model", demo_model, "--json", "--plot", plot)
+    scores = json_out(result)
+    t2i, i2t = scores["retrieval"]["text_to_image"], scores["retrieval"]["image_to_text"]
+    print(
+        f"held-out ({scores['retrieval']['images']} photos) text->image {t2i}, "
+        f"image->text {i2t}, zero-shot {scores['zero_shot']}"
+    )
+    assert scores["retrieval"]["images"] == demo_data.n_test
+    assert t2i["R@5"] >= 0.75  # 0.815 measured; margin for numeric drift across CPUs
+    zs = scores["zero_shot"]
+    assert zs["classes"] > 20 and zs["top1"] > 5 / zs["classes"]  # 0.18 measured, 55 classes
+    assert plot.stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_finetuning_on_a_shifted_collection_raises_recall(demo_model, tmp_path):
+    shifted = generate(tmp_path / "shifted", n=600, seed=7, variant="shifted")
+    before = retrieval(load_encoder(EncoderSpec(str(demo_model), None), "cpu"), shifted.test)
+    tuned = tmp_path / "tuned"
+    train(shifted.train, tuned, TrainOptions(init=str(demo_model), epochs=5, lr=5e-4, seed=0))
+    after = retrieval(load_encoder(EncoderSpec(str(tuned), None), "cpu"), shifted.test)
+    gain = after.text_to_image[1] - before.text_to_image[1]
+    print(
+        f"shifted held-out ({shifted.n_test} photos) text->image R@1 {before.text_to_image[1]:.3f}"
+        f" -> {after.text_to_image[1]:.3f} (+{gain:.3f}); R@5 {before.text_to_image[5]:.3f} -> "
+        f"{after.text_to_image[5]:.3f}"
+    )
+    assert gain >= 0.10
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(demo_cache, demo_data, demo_model, tmp_path):
+    from rich.console import Console
+
+    import cli
+    from demo import run_demo
+    from tests.conftest import DEMO_EPOCHS, DEMO_N, DEMO_SEED
+
+    summary = run_demo(
+        tmp_path / "out",
+        demo_cache,
+        n=DEMO_N,
+        seed=DEMO_SEED,
+        epochs=DEMO_EPOCHS,
+        console=Console(quiet=True),
+        progress=lambda _: cli._train_progress(True),
+    )
+    assert summary["model"] == str(demo_model)  # the cached model: no second training
+    sheets = [Path(q["sheet"]) for q in summary["queries"]]
+    assert len(sheets) >= 5 and all(p.stat().st_size > 5000 for p in sheets)
+    assert summary["retrieval"]["images"] == demo_data.n_test
+
+
+@pytest.mark.skipif(
+    not (SHARED_PHOTOS / "captions.jsonl").is_file(),
+    reason=f"../shared/photos not present ({SHARED_PHOTOS}); real-photo eval skipped",
+)
+def test_eval_on_shared_photos(cli, demo_model):
+    result = cli("eval", SHARED_PHOTOS, "--model", demo_model, "--limit", "200", "--json")
+    scores = json_out(result)
+    ret, zs = scores["retrieval"], scores["zero_shot"]
+    print(f"shared photos, demo model: retrieval {ret}, zero-shot {zs}")
+    assert ret["images"] == 200 and ret["captions"] >= 200
+    for direction in ("text_to_image", "image_to_text"):
+        r = ret[direction]
+        assert 0 <= r["R@1"] <= r["R@5"] <= r["R@10"] <= 1
+    assert zs["images"] == 200 and zs["classes"] > 10
