@@ -365,7 +365,7 @@ def search_cmd(
     Examples: pixfind search "a dog on the beach" -k 5;
     pixfind search --image ./pool.jpg --paths | xargs open
     """
-    from search.engine import open_index
+    from search.engine import Searcher
     from search.errors import BadQuery
     from search.query import make_terms
 
@@ -380,7 +380,8 @@ def search_cmd(
         subtract_image or (),
     )
     filters = _filters(folder, after, before, min_width, min_height, file_type)
-    searcher = open_index(home(), model, pretrained, device)
+    spec = _spec(model, pretrained)
+    searcher = Searcher(home(), spec, device)
     opts = {"filters": filters or None, "min_score": min_score, "sort": sort}
     if len(terms) > 1 or terms[0].weight != 1.0:
         hits = searcher.search_terms(terms, top_k, caption_weight=caption_weight, **opts)

@@ -200,8 +200,11 @@ def run_index(
     start = time.perf_counter()
     home.mkdir(parents=True, exist_ok=True)
     with index_lock(home):
-        if spec is None and encoder is None and Store.exists(home):
-            spec = Store.open(home).info.spec  # an index remembers its model
+        if encoder is None and Store.exists(home):
+            if spec is None:
+                spec = Store.open(home).info.spec  # an index remembers its model
+            elif not options.rebuild:
+                Store.open(home).check_spec(spec)
         encoder = encoder or load_encoder(spec, device)
         if options.rebuild or not Store.exists(home):
             store = Store.create(home, encoder.info, overwrite=options.rebuild)

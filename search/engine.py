@@ -14,8 +14,6 @@ from .encoder import (
     TextEncoder,
     load_encoder,
     load_text_encoder,
-    resolve_spec,
-    spec_identity,
 )
 from .errors import BadQuery, EmptyIndex, IndexMismatch
 from .images import load_query_image
@@ -45,24 +43,12 @@ class Searcher:
         self.home = resolve_home(home)
         self.store = Store.open(self.home)
         self.device = device
-        self.spec = self._check_spec(spec) if spec else self.store.info.spec
+        self.spec = self.store.check_spec(spec) if spec else self.store.info.spec
         self._encoder: Encoder | None = None
         self._text_encoder: TextEncoder | Encoder | None = None
         self._index: VectorIndex | None = None
         self._captioned: tuple[int, Captioned] | None = None
         self.caption_weight = DEFAULT_CAPTION_WEIGHT
-
-    def _check_spec(self, spec: EncoderSpec) -> EncoderSpec:
-        resolved = resolve_spec(spec.model, spec.pretrained)
-        if spec_identity(resolved) != self.store.info.identity:
-            info = self.store.info
-            raise IndexMismatch(
-                f"the index at {self.home} was built with {info.label} but {resolved.label} "
-                f"was asked for; search it without --model/--pretrained (it remembers its "
-                f"model), or rebuild it: `pixfind --index {self.home} index --rebuild "
-                f"--model {resolved.model} PATH...`"
-            )
-        return resolved
 
     @property
     def encoder(self) -> Encoder:

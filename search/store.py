@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import IndexMismatch, NoIndex, NotFound
-from .types import Filters, ImageRecord, ModelInfo
+from .types import EncoderSpec, Filters, ImageRecord, ModelInfo
 
 SCHEMA_VERSION = 2  # 2: metadata, captions (+ vectors), non-UTF-8 paths (path_raw)
 TABLE = "images"
@@ -179,6 +179,20 @@ class Store:
                 f"search it with the model it was built with (omit --model), or "
                 f"{rebuild_hint(self.home, info.label)}"
             )
+
+    def check_spec(self, spec: EncoderSpec) -> EncoderSpec:
+        """Refuse another model by its spec alone, before any weights are loaded (an offline
+        machine would otherwise fail on the download instead of saying what is wrong)."""
+        from .encoder import resolve_spec, spec_identity
+
+        resolved = resolve_spec(spec.model, spec.pretrained)
+        if spec_identity(resolved) != self.info.identity:
+            raise IndexMismatch(
+                f"the index at {self.home} was built with {self.info.label} but "
+                f"{resolved.label} was asked for; use it without --model/--pretrained (it "
+                f"remembers its model), or {rebuild_hint(self.home, resolved.label)}"
+            )
+        return resolved
 
     # -- reading ---------------------------------------------------------------
     @property

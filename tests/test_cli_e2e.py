@@ -91,6 +91,20 @@ def test_other_model_is_refused_with_a_clear_error(cli, picture_dir):
     assert result.exit_code == 1 and "pixfind-tiny" in result.output
 
 
+def test_other_model_is_refused_before_its_weights_are_fetched(
+    cli, picture_dir, tmp_path, monkeypatch
+):
+    """Offline, asking for the default model must name the mismatch, not a failed download."""
+    _index(cli, picture_dir)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for command in (["search", "a dog"], ["index", picture_dir]):
+        result = cli(*command, "--model", "ViT-B-32", ok=False)
+        assert result.exit_code == 1
+        assert "built with pixfind-tiny" in result.output, result.output
+        assert "ViT-B-32/laion2b_s34b_b79k" in result.output and "download" not in result.output
+
+
 def test_rebuild_switches_model(cli, picture_dir):
     _index(cli, picture_dir)
     report = _index(cli, picture_dir, extra=["--rebuild"])
