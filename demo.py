@@ -15,8 +15,8 @@ from typing import Any
 
 from rich.console import Console
 
-DEMO_BATCH = 64
-DEMO_LR = 2e-3
+DEMO_BATCH = 32
+DEMO_LR = 1e-3
 
 
 def demo_data(cache: Path, n: int, seed: int, console: Console):

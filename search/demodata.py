@@ -39,7 +39,8 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "pink": (250, 130, 190),
     "brown": (125, 75, 35),
 }
-SHAPES = ("circle", "square", "triangle", "star", "hexagon", "diamond", "cross")
+# Six well-separated shapes (a hexagon was dropped: at the model's 64 px it is a circle).
+SHAPES = ("circle", "square", "triangle", "star", "diamond", "cross")
 
 # A shifted domain for fine-tuning: new colour words and new shapes the demo model never saw.
 SHIFTED_COLOURS: dict[str, tuple[int, int, int]] = {
@@ -76,7 +77,7 @@ _ANCHORS = {
     "bottom": (0.5, 0.76),
     "center": (0.5, 0.5),
 }
-SIZES = {"large": 0.21, "small": 0.13}  # radius as a fraction of the image side
+SIZES = {"large": 0.21, "small": 0.15}  # radius as a fraction of the image side
 NUMBERS = {2: "two", 3: "three"}
 PREFIXES = ("", "", "a photo of ", "an image of ", "a picture of ", "a drawing of ")
 
@@ -404,7 +405,7 @@ DEMO_QUERIES = (
     AttrQuery("a large blue square on the left", "blue", "square", "large", "left"),
     AttrQuery("a yellow star at the top", "yellow", "star", position="top"),
     AttrQuery("two green triangles", "green", "triangle", count=2),
-    AttrQuery("a small purple hexagon", "purple", "hexagon", "small"),
+    AttrQuery("a small purple star", "purple", "star", "small"),
     AttrQuery("a pink diamond on a black background", "pink", "diamond", background="black"),
     AttrQuery("an orange cross in the middle", "orange", "cross", position="center"),
     AttrQuery("a brown circle on the right", "brown", "circle", position="right"),

@@ -8,46 +8,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from search.demodata import AttrQuery, generate, read_scenes
+from search.demodata import COLOURS, SHAPES, AttrQuery, generate, read_scenes
 from search.encoder import load_encoder
 from search.evaluate import recall_at, retrieval
 from search.train import TrainError, TrainOptions, lr_at, train
 from search.types import EncoderSpec
 from tests.conftest import SHARED_PHOTOS, json_out
 
-# Attribute queries over the held-out demo photos; each has at least 5 true matches there.
+
+# Attribute queries over the held-out demo photos, fixed by a rule (not picked from results):
+# colour i with shapes i, i+1 and i+2 (mod the number of shapes); the third also names a size
+# (large for even i, small for odd). 8 colours x 3 = 24 queries, 8 of them with a size.
+def _query(colour: str, shape: str, size: str | None = None) -> AttrQuery:
+    words = [w for w in (size, colour, shape) if w]
+    return AttrQuery(
+        " ".join(["an" if words[0][0] in "aeiou" else "a", *words]), colour, shape, size
+    )
+
+
 QUERIES = [
-    AttrQuery(f"a {c} {s}", c, s)
-    for c, s in [
-        ("red", "circle"),
-        ("blue", "square"),
-        ("green", "triangle"),
-        ("yellow", "star"),
-        ("purple", "hexagon"),
-        ("pink", "diamond"),
-        ("orange", "cross"),
-        ("brown", "circle"),
-        ("red", "triangle"),
-        ("blue", "star"),
-        ("green", "hexagon"),
-        ("yellow", "diamond"),
-        ("purple", "cross"),
-        ("pink", "circle"),
-        ("orange", "square"),
-        ("brown", "triangle"),
-        ("red", "cross"),
-        ("blue", "diamond"),
-    ]
-] + [
-    AttrQuery(f"a {z} {c} {s}", c, s, size=z)
-    for z, c, s in [
-        ("large", "green", "circle"),
-        ("large", "yellow", "square"),
-        ("small", "orange", "star"),
-        ("small", "pink", "hexagon"),
-        ("large", "purple", "triangle"),
-        ("small", "brown", "diamond"),
-    ]
+    _query(colour, SHAPES[(i + k) % len(SHAPES)], ("large", "small")[i % 2] if k == 2 else None)
+    for i, colour in enumerate(COLOURS)
+    for k in range(3)
 ]
 
 
@@ -92,7 +74,7 @@ def test_demo_data_is_deterministic_and_captions_describe_the_scene(tmp_path):
         for thing in scene.things:  # every object is named with its colour and shape
             assert thing.colour in row["caption"] and thing.shape in row["caption"]
     shapes = {t.shape for s in scenes.values() for t in s.things}
-    assert len(shapes) >= 5
+    assert len(shapes) >= 6
 
 
 def test_train_resumes_from_its_last_epoch_and_refuses_a_foreign_checkpoint(tmp_path):
@@ -162,8 +144,8 @@ def test_demo_model_answers_attribute_queries(demo_model, demo_data, tmp_path):
         f"every attribute (mean {np.mean(full):.2f}, chance {chance:.2f}); "
         f"{sum(colour_ok)}/{len(QUERIES)} on colour"
     )
-    # What the demo model reliably gets right is the colour (and size/position) of objects;
-    # telling shapes apart is learnt far more slowly (see the notes in README "The demo").
+    # Not yet the target (>= 20 queries each at P@5 >= 0.8 on every attribute): the
+    # demo model gets colour (and size/position) right but shapes only partly (README "The demo").
     assert sum(colour_ok) >= 20
     assert np.mean(full) >= 2 * chance
 
@@ -179,7 +161,7 @@ def test_eval_recall_on_the_held_out_split(cli, demo_model, demo_data, tmp_path)
         f"image->text {i2t}, zero-shot {scores['zero_shot']}"
     )
     assert scores["retrieval"]["images"] == demo_data.n_test
-    assert t2i["R@5"] >= 0.75  # 0.815 measured; margin for numeric drift across CPUs
+    assert t2i["R@5"] >= 0.8
     zs = scores["zero_shot"]
     assert zs["classes"] > 20 and zs["top1"] > 5 / zs["classes"]  # 0.18 measured, 55 classes
     assert plot.stat().st_size > 1000
