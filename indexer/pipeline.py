@@ -200,16 +200,18 @@ def run_index(
     start = time.perf_counter()
     home.mkdir(parents=True, exist_ok=True)
     with index_lock(home):
-        if encoder is None and Store.exists(home):
+        existing = Store.open(home) if Store.exists(home) else None
+        if encoder is None and existing is not None:
             if spec is None:
-                spec = Store.open(home).info.spec  # an index remembers its model
+                spec = existing.info.spec  # an index remembers its model
             elif not options.rebuild:
-                Store.open(home).check_spec(spec)
+                existing.check_spec(spec)
         encoder = encoder or load_encoder(spec, device)
-        if options.rebuild or not Store.exists(home):
+        if options.rebuild or existing is None:
             store = Store.create(home, encoder.info, overwrite=options.rebuild)
         else:
-            store = Store.open_or_create(home, encoder.info)
+            existing.check_model(encoder.info)
+            store = existing
         report = IndexReport(str(home), encoder.info.label)
         roots = [os.path.abspath(os.path.expanduser(os.fspath(r))) for r in options.roots]
         for root in roots:

@@ -162,14 +162,6 @@ class Store:
         )
         return cls(home, table, info)
 
-    @classmethod
-    def open_or_create(cls, home: Path, info: ModelInfo) -> Store:
-        if cls.exists(home):
-            store = cls.open(home)
-            store.check_model(info)
-            return store
-        return cls.create(home, info)
-
     def check_model(self, info: ModelInfo) -> None:
         """Refuse to mix vectors of two models in one index."""
         if info.identity != self.info.identity or info.dim != self.info.dim:
