@@ -663,6 +663,7 @@ def train_cmd(
     Examples: pixfind train ./shapes/train --out ./my-model;
     pixfind train ./mine --from ./my-model --out ./my-model-ft --unlocked-layers 1
     """
+    from demo import step_updater
     from search.encoder import pick_device
     from search.train import TrainOptions, train
 
@@ -688,17 +689,6 @@ def train_cmd(
     def on_prepare(done: int, total: int) -> None:
         progress.update(prep, completed=done, total=total)
 
-    def on_step(epoch: int, step: int, steps: int, loss: float, rate: float) -> None:
-        progress.update(
-            task,
-            description=f"epoch {epoch}/{epochs}",
-            completed=step,
-            total=steps,
-            loss=f"{loss:.3f}",
-            rate=f"{rate:.0f}",
-            visible=True,
-        )
-
     def on_epoch(stats) -> None:
         if not as_json:
             err.print(
@@ -707,6 +697,7 @@ def train_cmd(
             )
 
     with progress:
+        on_step = step_updater(progress, task, epochs)
         result = train(data, out_dir, options, on_step, on_epoch, on_prepare)
     if as_json:
         out.print_json(data=result.to_dict())

@@ -33,6 +33,23 @@ def demo_data(cache: Path, n: int, seed: int, console: Console):
     return data
 
 
+def step_updater(bar, task, epochs: int) -> Callable:
+    """A train() on_step callback that shows epoch, step, loss and rate on a rich task."""
+
+    def on_step(epoch: int, step: int, steps: int, loss: float, rate: float) -> None:
+        bar.update(
+            task,
+            description=f"epoch {epoch}/{epochs}",
+            completed=step,
+            total=steps,
+            loss=f"{loss:.3f}",
+            rate=f"{rate:.0f}",
+            visible=True,
+        )
+
+    return on_step
+
+
 def demo_model(
     cache: Path, data, seed: int, epochs: int, console: Console, progress: Callable
 ) -> Path:
@@ -53,18 +70,8 @@ def demo_model(
     bar = progress(False)
     task = bar.add_task("epoch", total=None, loss="-", rate="-")
 
-    def on_step(epoch, step, steps, loss, rate):
-        bar.update(
-            task,
-            description=f"epoch {epoch}/{epochs}",
-            completed=step,
-            total=steps,
-            loss=f"{loss:.3f}",
-            rate=f"{rate:.0f}",
-        )
-
     with bar:
-        result = train(data.train, out, options, on_step=on_step)
+        result = train(data.train, out, options, on_step=step_updater(bar, task, epochs))
     console.print(f"    trained in {result.seconds:.0f}s -> {out}")
     return out
 
