@@ -381,14 +381,24 @@ def search_cmd(
     )
     filters = _filters(folder, after, before, min_width, min_height, file_type)
     spec = _spec(model, pretrained)
-    searcher = Searcher(home(), spec, device)
     opts = {"filters": filters or None, "min_score": min_score, "sort": sort}
-    if len(terms) > 1 or terms[0].weight != 1.0:
-        hits = searcher.search_terms(terms, top_k, caption_weight=caption_weight, **opts)
-    elif image:
-        hits = searcher.search_image(image, top_k, **opts)
-    else:
-        hits = searcher.search(query, top_k, caption_weight=caption_weight, **opts)
+    hits = None
+    plain = len(terms) == 1 and terms[0].kind == "text" and terms[0].weight == 1.0
+    if plain and spec is None and not filters:  # no open_clip, no LanceDB: search/fastpath.py
+        from search.fastpath import text_search
+
+        hits = text_search(
+            home(), terms[0].value, top_k, min_score=min_score, sort=sort,
+            caption_weight=caption_weight, device=device,
+        )  # fmt: skip
+    if hits is None:
+        searcher = Searcher(home(), spec, device)
+        if len(terms) > 1 or terms[0].weight != 1.0:
+            hits = searcher.search_terms(terms, top_k, caption_weight=caption_weight, **opts)
+        elif image:
+            hits = searcher.search_image(image, top_k, **opts)
+        else:
+            hits = searcher.search(query, top_k, caption_weight=caption_weight, **opts)
     if as_json:
         payload = {"query": query or str(image), "results": [h.to_dict() for h in hits]}
         if len(terms) > 1:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from search.encoder import Encoder, load_encoder
+from search.encoder import Encoder, load_encoder, text_recipe
 from search.images import DEFAULT_MAX_MEGAPIXELS, DecodeError, decode_file, register_heif
 from search.index import VectorIndex
 from search.metadata import ImageMeta
@@ -244,7 +244,7 @@ def run_index(
             report.removed += len(plan.removed)
         if report.embedded or report.removed:
             store.compact()
-        VectorIndex.for_store(store)
+        VectorIndex.for_store(store, recipe=text_recipe(encoder.spec))
         report.total = store.count()
         report.seconds = time.perf_counter() - start
         return report

@@ -317,6 +317,22 @@ def _text_checkpoint(spec: EncoderSpec) -> tuple[dict, Path, str] | None:
     return cfg, Path(download_pretrained(tag_cfg)), spec.model
 
 
+def text_recipe(spec: EncoderSpec) -> dict | None:
+    """The recipe for running this model's text tower without open_clip (search/texttower.py),
+    or None where that would not be exact. Call it once the model is loaded: a pretrained
+    tag's weights are then in the local cache."""
+    from .texttower import make_recipe
+
+    try:
+        found = _text_checkpoint(spec)
+        if found is None:
+            return None
+        cfg, weights, tokenizer_name = found
+        return make_recipe(cfg, weights, spec_identity(spec), tokenizer_name)
+    except Exception:  # no recipe only means no shortcut
+        return None
+
+
 def _read_text_weights(path: Path) -> dict:
     skip = ("visual.", "logit_scale", "logit_bias")
     if path.suffix == ".safetensors":

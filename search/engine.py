@@ -14,13 +14,16 @@ from .encoder import (
     TextEncoder,
     load_encoder,
     load_text_encoder,
+    text_recipe,
 )
 from .errors import BadQuery, EmptyIndex, IndexMismatch
 from .images import load_query_image
 from .index import VectorIndex
 from .paths import resolve_home
 from .query import Term, combine
+from .snapshot import HitRecord
 from .store import Captioned, Store, rebuild_hint
+from .texttower import fast_path_enabled
 from .types import EncoderSpec, Filters, Hit, ImageRecord
 
 MAX_K = 10_000
@@ -29,6 +32,8 @@ MAX_QUERY_CHARS = 1_000
 # "Captions" for the eval that chose it (bench/caption_weight.py).
 DEFAULT_CAPTION_WEIGHT = 0.7
 SORTS = ("score", "date")
+# (score, id, image score, (caption cosine, caption scaled) or None, best caption or None)
+Candidate = tuple[float, int, float, tuple[float, float] | None, str | None]
 
 
 class Searcher:
@@ -77,7 +82,10 @@ class Searcher:
     @property
     def index(self) -> VectorIndex:
         if self._index is None or self._index.infos.store_version != self.store.version:
-            self._index = VectorIndex.for_store(self.store)
+            # with a model loaded, a rebuilt snapshot can say how to run its text tower
+            loaded = self._encoder is not None or self._text_encoder is not None
+            recipe = text_recipe(self.spec) if loaded else None
+            self._index = VectorIndex.for_store(self.store, recipe)
             if self.device.startswith("cuda"):
                 self._index.to_gpu()  # with faiss-gpu installed (pixfind[gpu]); else stays
         return self._index
@@ -253,46 +261,30 @@ class Searcher:
                 keep &= ~np.isin(index.ids, drop)
             scores, ids, pos = _search_positions(index, query, k, np.flatnonzero(keep))
         positions = dict(zip(ids.tolist(), pos.tolist(), strict=True))
-        candidates: list[tuple[float, int, float, tuple[float, float] | None, str | None]] = [
+        candidates: list[Candidate] = [
             (float(s), int(i), float(s), None, None) for s, i in zip(scores, ids, strict=True)
         ]
         if fused:
             candidates += _fused_candidates(cap, query, k, caption_weight, allowed, excluded)
-        candidates.sort(key=lambda c: -c[0])
-        if min_score is not None:
-            candidates = [c for c in candidates if c[0] >= min_score]
-        candidates = candidates[:k]
-
+        candidates = top_candidates(candidates, k, min_score)
         records = self._records(index, [c[1] for c in candidates], positions)
-        kept = [(c, records[c[1]]) for c in candidates if c[1] in records]  # deleted meanwhile
-        if sort == "date":
-            kept.sort(key=lambda cr: -(cr[1].taken_at or 0.0))
-        hits = []
-        for (score, image_id, img_score, cap_score, caption), rec in kept:
-            extra = {
-                "image_score": round(img_score, 6),
-                "taken_at": _iso(rec.taken_at),
-                "file_type": rec.file_type,
-            }
-            if cap_score is not None:
-                extra.update(
-                    caption_score=round(cap_score[0], 6),
-                    caption_scaled=round(cap_score[1], 6),
-                    caption=caption,
-                    caption_weight=caption_weight,
-                )
-            hits.append(Hit(len(hits) + 1, score, image_id, rec.path, rec.width, rec.height, extra))
-        return hits
+        return make_hits(candidates, records, sort, caption_weight)
 
     def _records(
         self, index: VectorIndex, ids: list[int], positions: dict[int, int]
-    ) -> dict[int, ImageRecord]:
+    ) -> dict[int, ImageRecord | HitRecord]:
         """Metadata of the hits. The FAISS index was built from this store version in row
-        order, so FAISS positions are row offsets: a take of k rows, where an ``id IN (...)``
-        filter scans every row (slow at 1M rows). Falls back to the filter when the store
-        moved on, a hit came from elsewhere (captions), or the rows don't carry those ids."""
+        order, so FAISS positions are row offsets: k rows of the index's query snapshot
+        (memory-mapped), else a LanceDB take, where an ``id IN (...)`` filter scans every row
+        (slow at 1M rows). Falls back to the filter when the store moved on, a hit came from
+        elsewhere (captions), or the rows don't carry those ids."""
         fresh = index.infos.store_version == self.store.version
         if ids and fresh and all(i in positions for i in ids):
+            snap = index.records() if fast_path_enabled() else None
+            if snap is not None:
+                found = snap.at([positions[i] for i in ids])
+                if set(found) == set(ids):
+                    return found
             try:
                 found = self.store.records_at([positions[i] for i in ids])
                 if set(found) == set(ids):
@@ -300,6 +292,41 @@ class Searcher:
             except Exception:  # noqa: S110 - any backend trouble: use the filter below
                 pass
         return self.store.records(ids)
+
+
+def top_candidates(candidates: list[Candidate], k: int, min_score: float | None) -> list[Candidate]:
+    """(score, id, image score, caption scores, caption) rows: best k at or over min_score."""
+    candidates = sorted(candidates, key=lambda c: -c[0])
+    if min_score is not None:
+        candidates = [c for c in candidates if c[0] >= min_score]
+    return candidates[:k]
+
+
+def make_hits(
+    candidates: list[Candidate],
+    records: dict[int, ImageRecord | HitRecord],
+    sort: str,
+    caption_weight: float,
+) -> list[Hit]:
+    kept = [(c, records[c[1]]) for c in candidates if c[1] in records]  # deleted meanwhile
+    if sort == "date":
+        kept.sort(key=lambda cr: -(cr[1].taken_at or 0.0))
+    hits = []
+    for (score, image_id, img_score, cap_score, caption), rec in kept:
+        extra = {
+            "image_score": round(img_score, 6),
+            "taken_at": _iso(rec.taken_at),
+            "file_type": rec.file_type,
+        }
+        if cap_score is not None:
+            extra.update(
+                caption_score=round(cap_score[0], 6),
+                caption_scaled=round(cap_score[1], 6),
+                caption=caption,
+                caption_weight=caption_weight,
+            )
+        hits.append(Hit(len(hits) + 1, score, image_id, rec.path, rec.width, rec.height, extra))
+    return hits
 
 
 def _iso(stamp: float | None) -> str | None:
@@ -377,7 +404,7 @@ def _fused_candidates(
     weight: float,
     allowed: np.ndarray | None,
     excluded: np.ndarray,
-) -> list[tuple[float, int, float, tuple[float, float] | None, str | None]]:
+) -> list[Candidate]:
     """Exact fused scores of every captioned image: (1-w)*image + w*scaled best caption."""
     keep = np.ones(len(cap.ids), bool)
     if allowed is not None:

@@ -25,11 +25,13 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from . import snapshot
 from .store import Store
 
 INDEX_DIR = "faiss"
@@ -281,19 +283,28 @@ def _faiss_threads():
 class VectorIndex:
     """Inner-product search over the store's (unit-norm) vectors: scores are cosine similarities."""
 
-    def __init__(self, faiss_index, ids: np.ndarray, infos: IndexInfos):
+    def __init__(
+        self, faiss_index, ids: np.ndarray, infos: IndexInfos, directory: Path | None = None
+    ):
         self.faiss_index = faiss_index
         self.ids = ids
         self.infos = infos
+        self.directory = directory  # where it was saved (holds the query snapshot)
+        self._records: snapshot.Records | None | bool = None
         apply_params(faiss_index, infos.params)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     @classmethod
-    def build(cls, store: Store, plan: IndexPlan | None = None) -> VectorIndex:
+    def build(
+        cls, store: Store, plan: IndexPlan | None = None, recipe: dict | None = None
+    ) -> VectorIndex:
+        """Build from the store's current version and save it with its query snapshot;
+        ``recipe``: the text tower's (search/texttower.py), kept from the last snapshot of
+        the same model when not given."""
         start = time.perf_counter()
-        ids, vectors = store_vectors(store)
+        ids, vectors, rows = store.index_rows([*snapshot.COLUMNS[1:], "has_caption"])
         dim = store.info.dim
         plan = plan or choose_index(len(ids), dim)
         index, params, recall, nq = build_faiss(vectors, plan)
@@ -311,11 +322,19 @@ class VectorIndex:
             recall_queries=nq,
         )
         built = cls(index, ids, infos)
-        built.save(store.home / INDEX_DIR)
+        directory = store.home / INDEX_DIR
+        if recipe is None:
+            recipe = (snapshot.read_meta(directory) or {}).get("recipe")
+
+        def write_snapshot(tmp: Path) -> None:
+            snapshot.write(tmp, store.home, rows, store.version, store.info.identity, dim, recipe)
+
+        built.save(directory, write_snapshot)
         return built
 
-    def save(self, directory: Path) -> None:
-        """Write to a temp folder and swap it in, so readers never see a half-written index."""
+    def save(self, directory: Path, extra: Callable[[Path], None] | None = None) -> None:
+        """Write to a temp folder and swap it in, so readers never see a half-written index;
+        ``extra`` writes more files (the query snapshot) into the temp folder first."""
         import faiss
 
         tmp = directory.with_name(directory.name + f".tmp{os.getpid()}")
@@ -325,12 +344,15 @@ class VectorIndex:
         np.save(tmp / "ids.npy", self.ids)
         size = (tmp / "index.faiss").stat().st_size + (tmp / "ids.npy").stat().st_size
         self.infos.bytes_per_vector = round(size / max(1, self.infos.rows), 1)
+        if extra is not None:
+            extra(tmp)
         (tmp / "infos.json").write_text(json.dumps(asdict(self.infos), indent=2))
         old = directory.with_name(directory.name + f".old{os.getpid()}")
         if directory.exists():
             directory.rename(old)
         tmp.rename(directory)
         shutil.rmtree(old, ignore_errors=True)
+        self.directory = directory
 
     @classmethod
     def load(cls, directory: Path) -> VectorIndex | None:
@@ -346,19 +368,37 @@ class VectorIndex:
             return None
         if index.ntotal != len(ids) or len(ids) != infos.rows:
             return None
-        return cls(index, ids, infos)
+        return cls(index, ids, infos, directory)
 
     @classmethod
-    def for_store(cls, store: Store) -> VectorIndex:
+    def for_store(cls, store: Store, recipe: dict | None = None) -> VectorIndex:
         """The saved index if it reflects the store's current version, else a fresh build."""
         loaded = cls.load(store.home / INDEX_DIR)
         if (
             loaded is not None
             and loaded.infos.store_version == store.version
             and loaded.infos.model == store.info.identity
+            and snapshot.same_table(loaded.snapshot_meta(), store.home, store.version)
         ):
+            if recipe is not None and loaded.directory is not None:
+                snapshot.set_recipe(loaded.directory, recipe)
             return loaded
-        return cls.build(store)
+        return cls.build(store, recipe=recipe)
+
+    def snapshot_meta(self) -> dict:
+        return (snapshot.read_meta(self.directory) if self.directory else None) or {}
+
+    def records(self) -> snapshot.Records | None:
+        """The snapshot's records (memory-mapped) when this index was saved with them."""
+        if self._records is None:
+            self._records = False
+            meta = self.snapshot_meta()
+            if meta.get("store_version") == self.infos.store_version:
+                try:
+                    self._records = snapshot.Records(self.directory, self.infos.rows)
+                except (OSError, ValueError):
+                    self._records = False
+        return self._records or None
 
     def to_gpu(self) -> bool:
         """Move the index to the first GPU when faiss-gpu is installed (UNMEASURED here: the
@@ -402,9 +442,3 @@ class VectorIndex:
             return scores, pos
         ids = np.where(pos >= 0, self.ids[np.clip(pos, 0, None)], -1)
         return scores, ids
-
-
-def store_vectors(store: Store) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, vectors) in the table's scan order: FAISS position == row offset of the store
-    version it was built from, so hit metadata is a take by offset, not a filter scan."""
-    return store.all_vectors()

@@ -242,8 +242,14 @@ class Store:
 
     def all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids int64, vectors float32 (n, dim)) of every row."""
-        t = self._scan(["id", "vector"])
-        return t["id"].to_numpy().astype(np.int64), _vectors(t, self.info.dim)
+        ids, vectors, _ = self.index_rows([])
+        return ids, vectors
+
+    def index_rows(self, columns: Sequence[str]) -> tuple[np.ndarray, np.ndarray, pa.Table]:
+        """(ids, vectors, the other ``columns``) of every row, in one scan: one order."""
+        t = self._scan(["id", "vector", *columns])
+        ids = t["id"].to_numpy().astype(np.int64)
+        return ids, _vectors(t, self.info.dim), t.drop_columns(["vector"])
 
     def records(self, ids: Sequence[int]) -> dict[int, ImageRecord]:
         if not ids:

@@ -1,0 +1,189 @@
+"""The query snapshot: what a text search needs besides the FAISS index, readable without LanceDB.
+
+``import lancedb`` costs about a second, and at a million rows a LanceDB take of ten rows
+costs milliseconds. So next to ``faiss/index.faiss`` (and in the same atomic swap, see
+VectorIndex.save) pixfind writes:
+
+- ``records.arrow``: the columns a hit shows (id, path, size in pixels, date, file type) in
+  FAISS position order, as an uncompressed Arrow file read by memory map: fetching the
+  records of ten hits touches ten rows, at any collection size (about 60-100 bytes a photo);
+- ``snapshot.json``: which table version it reflects (its number and the stat of its
+  manifest file, so that a deleted and re-created table at the same version number is not
+  taken for it), how many rows carry captions, and the text tower's recipe
+  (search/texttower.py).
+
+A snapshot is used only while it is fresh: the newest manifest in ``db/images.lance/_versions``
+must be the one recorded. Anything else (an indexer that wrote since, a missing or damaged
+file) sends the query down the ordinary path, which rebuilds the index and the snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SNAPSHOT_FORMAT = 1
+META = "snapshot.json"
+RECORDS = "records.arrow"
+COLUMNS = ["id", "path", "path_raw", "width", "height", "taken_at", "file_type"]
+_U64 = (1 << 64) - 1
+
+
+def versions_dir(home: Path) -> Path:
+    from .store import TABLE
+
+    return home / "db" / f"{TABLE}.lance" / "_versions"
+
+
+def _stamp(version: int, path: Path) -> dict | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return {"version": version, "name": path.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def manifest_of(home: Path, version: int) -> dict | None:
+    """The stamp of one version's manifest (either naming scheme), or None."""
+    base = versions_dir(home)
+    for name in (f"{_U64 - version:020d}.manifest", f"{version}.manifest"):
+        if found := _stamp(version, base / name):
+            return found
+    return None
+
+
+def newest_manifest(home: Path) -> dict | None:
+    """{version, name, size, mtime_ns} of the table's newest manifest, without LanceDB.
+
+    Lance names manifests ``{version}.manifest`` or, in its V2 scheme, ``{u64max -
+    version:020}.manifest`` (newest first in a listing)."""
+    best: tuple[int, os.DirEntry] | None = None
+    try:
+        entries = list(os.scandir(versions_dir(home)))
+    except OSError:
+        return None
+    for entry in entries:
+        stem, dot, ext = entry.name.partition(".")
+        if ext != "manifest" or not stem.isdigit():
+            continue
+        number = int(stem)
+        version = _U64 - number if number >= 1 << 63 else number
+        if best is None or version > best[0]:
+            best = (version, entry)
+    return None if best is None else _stamp(best[0], Path(best[1].path))
+
+
+def write(
+    directory: Path,
+    home: Path,
+    records,
+    store_version: int,
+    identity: str,
+    dim: int,
+    recipe: dict | None,
+) -> None:
+    """Write the snapshot files into ``directory`` (the index's temp folder before its swap).
+
+    ``records`` is a pyarrow table with COLUMNS (and ``has_caption``) in FAISS order."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    manifest = newest_manifest(home)
+    if manifest is None or manifest["version"] != store_version:
+        return  # the table moved on while the index was built: no snapshot this time
+    captioned = int(pc.sum(records["has_caption"]).as_py() or 0) if records.num_rows else 0
+    table = records.select(COLUMNS).combine_chunks()
+    with (
+        pa.OSFile(str(directory / RECORDS), "wb") as sink,
+        pa.ipc.new_file(sink, table.schema) as writer,
+    ):
+        writer.write_table(table)
+    meta = {
+        "format": SNAPSHOT_FORMAT,
+        "store_version": store_version,
+        "manifest": manifest,
+        "rows": table.num_rows,
+        "captioned_rows": captioned,
+        "identity": identity,
+        "dim": dim,
+        "recipe": recipe if recipe and recipe.get("identity") == identity else None,
+    }
+    (directory / META).write_text(json.dumps(meta, indent=2))
+
+
+def read_meta(directory: Path) -> dict | None:
+    try:
+        meta = json.loads((directory / META).read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) and meta.get("format") == SNAPSHOT_FORMAT else None
+
+
+def set_recipe(directory: Path, recipe: dict) -> None:
+    """Record the text tower's recipe in an existing snapshot (when it changed)."""
+    meta = read_meta(directory)
+    if meta is None or meta.get("recipe") == recipe or recipe.get("identity") != meta["identity"]:
+        return
+    meta["recipe"] = recipe
+    tmp = directory / f"{META}.tmp{os.getpid()}"
+    try:
+        tmp.write_text(json.dumps(meta, indent=2))
+        os.replace(tmp, directory / META)
+    except OSError:  # a read-only index still searches, just without the shortcut
+        tmp.unlink(missing_ok=True)
+
+
+def is_fresh(meta: dict | None, home: Path) -> bool:
+    """Whether a snapshot reflects the table as it is now (its newest version)."""
+    return bool(meta) and newest_manifest(home) == meta.get("manifest")
+
+
+def same_table(meta: dict | None, home: Path, version: int) -> bool:
+    """False when the snapshot was made from another table that had the same version number
+    (``db/`` deleted and indexed anew): its manifest file differs. True without a snapshot."""
+    if not meta or meta.get("store_version") != version:
+        return True
+    return manifest_of(home, version) == meta.get("manifest")
+
+
+@dataclass(frozen=True)
+class HitRecord:
+    """What a hit shows of a photo (the fields Searcher reads from an ImageRecord)."""
+
+    path: str
+    width: int
+    height: int
+    taken_at: float
+    file_type: str
+
+
+class Records:
+    """The memory-mapped records of one snapshot, by FAISS position."""
+
+    def __init__(self, directory: Path, rows: int):
+        import pyarrow as pa
+
+        self.table = pa.ipc.open_file(pa.memory_map(str(directory / RECORDS))).read_all()
+        if self.table.num_rows != rows:
+            raise ValueError(f"{directory / RECORDS}: {self.table.num_rows} rows, expected {rows}")
+
+    def at(self, positions: list[int]) -> dict[int, HitRecord]:
+        if not positions:
+            return {}
+        from .store import real_path
+
+        rows = self.table.take(np.asarray(positions, np.int64)).to_pylist()
+        return {
+            int(r["id"]): HitRecord(
+                path=real_path(r["path"], r["path_raw"]),
+                width=int(r["width"] or 0),
+                height=int(r["height"] or 0),
+                taken_at=float(r["taken_at"] or 0.0),
+                file_type=r["file_type"] or "",
+            )
+            for r in rows
+        }
