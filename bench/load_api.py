@@ -10,6 +10,9 @@ and one HTTP client alone, so the figures read as ratios too.
     python bench/load_api.py --model ViT-B-32      # the default model's size (random weights)
     python bench/load_api.py --clients 8 --seconds 20
     python bench/load_api.py --index ~/.local/share/pixfind   # an existing index, its model
+    python bench/load_api.py --synthetic 10000,100000,1000000 --clients 1
+        # N synthetic 512-d vectors written into a real store whose model is ViT-B-32
+        # (stand-in random weights from ../shared/tools/standin-hub-cache.py): latency by size
 
 Hard caps: at most 64 clients, 120 seconds, 200,000 requests; loopback only.
 """
@@ -90,6 +93,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def build_synthetic(home: Path, n: int) -> None:
+    """n synthetic vectors in a real store (model ViT-B-32) and the FAISS index pixfind picks."""
+    from bench.query_latency import make_store
+    from search.index import VectorIndex
+
+    store, _ = make_store(home, n)
+    VectorIndex.for_store(store)
 
 
 def start_server(index: Path, port: int) -> subprocess.Popen:
@@ -197,64 +209,43 @@ def in_process_baseline(index: Path, k: int, seconds: float) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--index", type=Path, help="existing index (default: a temp one)")
-    parser.add_argument("--images", type=int, default=200, help="photos in the temp index")
-    parser.add_argument(
-        "--model",
-        default="pixfind-tiny",
-        help="architecture of the temp index, random weights (e.g. ViT-B-32: real cost)",
-    )
-    parser.add_argument("--clients", type=int, default=8, help=f"at most {MAX_CLIENTS}")
-    parser.add_argument("--seconds", type=float, default=15.0, help=f"at most {MAX_SECONDS:g}")
-    parser.add_argument("--k", type=int, default=20)
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    args = parser.parse_args()
-    clients = max(1, min(args.clients, MAX_CLIENTS))
-    seconds = max(1.0, min(args.seconds, MAX_SECONDS))
-
-    tmp = None
-    index = args.index
-    if index is None:
-        tmp = Path(tempfile.mkdtemp(prefix="pixfind-load-"))
-        index = tmp / "index"
-        print(f"building a temp index of {args.images} photos ({args.model})...", file=sys.stderr)
-        build_index(index, args.images, args.model)
+def measure(index: Path, clients: int, seconds: float, k: int) -> dict:
+    """In-process baseline, one HTTP client, then N clients, against one running server."""
     load_at_start = round(os.getloadavg()[0], 2)
     port = free_port()
     server = start_server(index, port)
     try:
-        run_load(port, min(clients, 4), 2.0, args.k)  # warm-up, not reported
-        baseline = in_process_baseline(index, args.k, min(seconds, 5.0))
-        single = run_load(port, 1, min(seconds, 5.0), args.k)
-        loaded = run_load(port, clients, seconds, args.k)
+        run_load(port, min(clients, 4), 2.0, k)  # warm-up, not reported
+        baseline = in_process_baseline(index, k, min(seconds, 5.0))
+        single = run_load(port, 1, min(seconds, 5.0), k)
+        loaded = run_load(port, clients, seconds, k)
     finally:
         server.terminate()
         try:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             server.kill()
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-    report = {
+    return {
         "cpus": os.cpu_count(),
         "load_avg_1min_at_start": load_at_start,
-        "k": args.k,
+        "k": k,
         "in_process": baseline,
         "http_1_client": single,
         "http_n_clients": loaded,
         "http_overhead_p50": round(single["p50_ms"] / baseline["p50_ms"], 2),
         "qps_vs_in_process": round(loaded["qps"] / baseline["qps"], 2),
     }
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return
-    model = args.model if args.index is None else str(args.index)
+
+
+def print_report(title: str, report: dict, clients: int) -> None:
+    baseline, single, loaded = (
+        report["in_process"],
+        report["http_1_client"],
+        report["http_n_clients"],
+    )
     print(
-        f"{model}: GET /api/search?k={args.k} on 127.0.0.1 ({os.cpu_count()} CPUs, load average "
-        f"{load_at_start} at start: other processes skew the figures)"
+        f"{title}: GET /api/search?k={report['k']} on 127.0.0.1 ({report['cpus']} CPUs, load "
+        f"average {report['load_avg_1min_at_start']} at start: other processes skew the figures)"
     )
     print(f"{'':22} {'requests':>8} {'QPS':>8} {'p50 ms':>8} {'p99 ms':>8}")
     print(
@@ -268,8 +259,73 @@ def main() -> None:
         )
     print(
         f"HTTP overhead at p50: x{report['http_overhead_p50']}; "
-        f"{clients}-client QPS = x{report['qps_vs_in_process']} of in-process"
+        f"{clients}-client QPS = x{report['qps_vs_in_process']} of in-process\n",
+        flush=True,
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--index", type=Path, help="existing index (default: a temp one)")
+    parser.add_argument("--images", type=int, default=200, help="photos in the temp index")
+    parser.add_argument(
+        "--model",
+        default="pixfind-tiny",
+        help="architecture of the temp index, random weights (e.g. ViT-B-32: real cost)",
+    )
+    parser.add_argument(
+        "--synthetic",
+        help="sizes, e.g. 10000,100000,1000000: synthetic vectors in a ViT-B-32 store instead",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "pixfind-standin",
+        help="stand-in ViT-B-32 hub cache for --synthetic (written if missing)",
+    )
+    parser.add_argument("--clients", type=int, default=8, help=f"at most {MAX_CLIENTS}")
+    parser.add_argument("--seconds", type=float, default=15.0, help=f"at most {MAX_SECONDS:g}")
+    parser.add_argument("--k", type=int, default=20)
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args()
+    clients = max(1, min(args.clients, MAX_CLIENTS))
+    seconds = max(1.0, min(args.seconds, MAX_SECONDS))
+
+    if args.synthetic:
+        from bench.common import sizes_arg, use_standin
+
+        use_standin(args.cache)  # the server process inherits HF_HOME / HF_HUB_OFFLINE
+        reports = {}
+        for n in sizes_arg(args.synthetic):
+            tmp = Path(tempfile.mkdtemp(prefix="pixfind-load-"))
+            try:
+                print(f"writing {n:,} synthetic vectors into a real store...", file=sys.stderr)
+                build_synthetic(tmp / "index", n)
+                reports[n] = measure(tmp / "index", clients, seconds, args.k)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            if not args.json:
+                print_report(f"{n:,} vectors, ViT-B-32 (stand-in weights)", reports[n], clients)
+        if args.json:
+            print(json.dumps(reports, indent=2))
+        return
+
+    tmp = None
+    index = args.index
+    if index is None:
+        tmp = Path(tempfile.mkdtemp(prefix="pixfind-load-"))
+        index = tmp / "index"
+        print(f"building a temp index of {args.images} photos ({args.model})...", file=sys.stderr)
+        build_index(index, args.images, args.model)
+    try:
+        report = measure(index, clients, seconds, args.k)
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print_report(args.model if args.index is None else str(args.index), report, clients)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ model encoding all 77 token positions, exact FAISS Flat with default threads, an
 through an ``id IN (...)`` filter.
 
     python bench/query_latency.py --sizes 10000,100000,1000000 --queries 100
-(`pixfind serve` is not on this branch; the HTTP figures belong to the API issue.)
+Through `pixfind serve` (HTTP on loopback) at the same sizes: bench/load_api.py --synthetic.
 """
 
 from __future__ import annotations
@@ -116,7 +116,8 @@ def main() -> None:
                 t1 = time.perf_counter()
                 scores, pos = index.search_positions(v[None], 10)
                 t2 = time.perf_counter()
-                searcher._records_at(index, pos[0].tolist(), index.ids[pos[0]].tolist())
+                ids = index.ids[pos[0]].tolist()
+                searcher._records(index, ids, dict(zip(ids, pos[0].tolist(), strict=True)))
                 t3 = time.perf_counter()
                 hits = searcher.search(q, 10)
                 t4 = time.perf_counter()
