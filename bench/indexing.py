@@ -24,6 +24,7 @@ from multiprocessing import Pool
 from pathlib import Path
 
 os.environ.setdefault("LANCE_LOG", "error")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `pixfind index` sets (indexer/pipeline.py)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import PHOTOS, use_standin  # noqa: E402
@@ -107,11 +108,13 @@ def main() -> None:
     ap.add_argument("--models", default="ViT-B-32,pixfind-tiny")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--workers", type=int, default=-1, help="decode workers (-1: pixfind's)")
+    ap.add_argument("--sets", default="original,phone", help="photo sets: original, phone")
     ap.add_argument("--naive-n", type=int, default=200, help="images timed in the naive loop")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "pixfind-bench")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "pixfind-standin")
     args = ap.parse_args()
     use_standin(args.cache)
+    import lancedb  # noqa: F401 - loaded up front like the model: process start, not per photo
     import torch
 
     from search.encoder import load_encoder
@@ -128,6 +131,8 @@ def main() -> None:
     for name in args.models.split(","):
         encoder = load_encoder(EncoderSpec(*SPECS[name]), "cpu")
         for label, folder in sets.items():
+            if label.split()[0] not in args.sets.split(","):
+                continue
             paths = sorted(folder.glob("*.jpg"))
             # baselines before and after the run, averaged: load from other work drifts
             ceil = ceiling(encoder, args.batch, min(args.n, 128))
