@@ -593,6 +593,14 @@ def demo_data_cmd(
             "(a new domain for fine-tuning).",
         ),
     ] = "demo",
+    kind: Annotated[
+        str,
+        typer.Option(
+            "--kind",
+            help="scenes: one to three objects, varied captions; objects: one object per "
+            "photo with short captions ('a star', 'a large red star'), warm-up training data.",
+        ),
+    ] = "scenes",
 ) -> None:
     """Write a synthetic captioned photo collection (coloured shapes, captions from the scene).
 
@@ -600,7 +608,9 @@ def demo_data_cmd(
     """
     from search.demodata import generate
 
-    data = generate(out_dir, n=n, seed=seed, test_fraction=test_fraction, variant=variant)
+    data = generate(
+        out_dir, n=n, seed=seed, test_fraction=test_fraction, variant=variant, kind=kind
+    )
     out.print(
         f"wrote {data.n_train} photos to {data.train} and {data.n_test} to {data.test} "
         "(captions.jsonl, labels.jsonl, scenes.jsonl in each)"
@@ -798,9 +808,11 @@ def demo_cmd(
     cache: Annotated[
         Path, typer.Option("--cache", help="Demo data and trained model cache.")
     ] = Path(".cache"),
-    n: Annotated[int, typer.Option("--n", help="Demo photos in all (1/5 held out).")] = 5000,
+    n: Annotated[int, typer.Option("--n", help="Demo photos in all (1/5 held out).")] = 3000,
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    epochs: Annotated[int, typer.Option("--epochs")] = 30,
+    epochs: Annotated[
+        int, typer.Option("--epochs", help="Epochs on the full scenes, after the warm-up.")
+    ] = 18,
 ) -> None:
     """Run pixfind end to end offline: demo data, train a small model, index, search.
 

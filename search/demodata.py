@@ -79,6 +79,7 @@ _ANCHORS = {
 }
 SIZES = {"large": 0.21, "small": 0.15}  # radius as a fraction of the image side
 NUMBERS = {2: "two", 3: "three"}
+KINDS = ("scenes", "objects")
 PREFIXES = ("", "", "a photo of ", "an image of ", "a picture of ", "a drawing of ")
 
 
@@ -293,6 +294,23 @@ def captions(scene: Scene, rng: random.Random, n: int) -> list[str]:
     return seen
 
 
+def object_captions(scene: Scene) -> list[str]:
+    """Short captions of a one-object photo, for warm-up training: 'a star', 'a large star',
+    'a large red star'. Among such captions only the shape (then the size) tells photos apart,
+    so a model trained on them first learns to see shapes; trained on full scenes from the
+    start it leans on colour, which alone tells most photos of a batch apart."""
+    t = scene.things[0]
+    return [
+        f"{_article(t.shape)} {t.shape}",
+        f"a {t.size} {t.shape}",
+        f"a {t.size} {t.colour} {t.shape}",
+    ]
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
 def label(scene: Scene) -> str | None:
     """Zero-shot class of a one-object scene ('red circle'); None for busier scenes."""
     if len(scene.things) != 1:
@@ -323,9 +341,15 @@ def generate(
     captions_per_image: int = 4,
     size: int = IMAGE_SIZE,
     on_progress: Callable[[int, int], None] | None = None,
+    kind: str = "scenes",
 ) -> DemoData:
-    """Write ``n`` synthetic captioned photos under ``out`` (train/ and test/); deterministic."""
+    """Write ``n`` synthetic captioned photos under ``out`` (train/ and test/); deterministic.
+
+    ``kind``: "scenes" (one to three objects, varied captions) or "objects" (one object per
+    photo with the short captions of object_captions: warm-up data for training)."""
     palette(variant)
+    if kind not in KINDS:
+        raise PixfindError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if n < 2:
         raise PixfindError("demo-data needs --n of at least 2 (one train and one test image)")
     if not 0 < test_fraction < 1:
@@ -339,12 +363,21 @@ def generate(
         folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         split = "train" if i < n_train else "test"
-        rng = _scene_rng(seed, variant, i)
+        rng = _scene_rng(seed, variant if kind == "scenes" else f"{variant}:{kind}", i)
         scene = random_scene(rng, variant)
-        name = f"{variant}-{seed}-{i:05d}.jpg"
+        while kind == "objects" and len(scene.things) != 1:
+            scene = random_scene(rng, variant)
+        name = (
+            f"{variant}-{seed}-{i:05d}.jpg"
+            if kind == "scenes"
+            else f"{variant}-{kind}-{seed}-{i:05d}.jpg"
+        )
         render(scene, rng, size).save(splits[split] / name, "JPEG", quality=90)
         rows = files[split]
-        for text in captions(scene, rng, captions_per_image):
+        texts = (
+            captions(scene, rng, captions_per_image) if kind == "scenes" else object_captions(scene)
+        )
+        for text in texts:
             rows["cap"].append(json.dumps({"image": name, "caption": text}))
         if (lab := label(scene)) is not None:
             rows["lab"].append(json.dumps({"image": name, "label": lab}))

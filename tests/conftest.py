@@ -93,9 +93,7 @@ def _quiet_threads(monkeypatch):
 
 
 # -- the trained demo model (issue 3): trained once per test session ----------------------------
-DEMO_N = 3000  # photos in all; 1/5 held out
 DEMO_SEED = 0
-DEMO_EPOCHS = 30
 
 
 @pytest.fixture(scope="session")
@@ -116,7 +114,7 @@ def demo_data(demo_cache):
 
     import demo
 
-    return demo.demo_data(demo_cache, DEMO_N, DEMO_SEED, Console(quiet=True))
+    return demo.demo_data(demo_cache, demo.DEMO_N, DEMO_SEED, Console(quiet=True))
 
 
 @pytest.fixture(scope="session")
@@ -138,7 +136,7 @@ def demo_model(demo_cache, demo_data) -> Path:
         demo_cache,
         demo_data,
         DEMO_SEED,
-        DEMO_EPOCHS,
+        demo.DEMO_EPOCHS,
         Console(quiet=True),
         lambda _: cli._train_progress(True),
     )

@@ -77,6 +77,28 @@ def test_demo_data_is_deterministic_and_captions_describe_the_scene(tmp_path):
     assert len(shapes) >= 6
 
 
+def test_demo_objects_are_one_object_photos_with_short_captions(tmp_path):
+    from search.errors import PixfindError
+
+    data = generate(tmp_path / "objects", n=20, seed=1, kind="objects")
+    scenes = read_scenes(data.train)
+    assert len(scenes) == 16 and all(len(s.things) == 1 for s in scenes.values())
+    caps: dict[str, list[str]] = {}
+    for line in (data.train / "captions.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        caps.setdefault(row["image"], []).append(row["caption"])
+    for path, scene in scenes.items():
+        t = scene.things[0]
+        article = "an" if t.shape[0] in "aeiou" else "a"
+        assert caps[Path(path).name] == [
+            f"{article} {t.shape}",
+            f"a {t.size} {t.shape}",
+            f"a {t.size} {t.colour} {t.shape}",
+        ]
+    with pytest.raises(PixfindError, match="kind must be one of"):
+        generate(tmp_path / "bad", n=4, kind="nope")
+
+
 def test_train_resumes_from_its_last_epoch_and_refuses_a_foreign_checkpoint(tmp_path):
     data = generate(tmp_path / "data", n=80, seed=1)
     out = tmp_path / "model"
@@ -144,10 +166,12 @@ def test_demo_model_answers_attribute_queries(demo_model, demo_data, tmp_path):
         f"every attribute (mean {np.mean(full):.2f}, chance {chance:.2f}); "
         f"{sum(colour_ok)}/{len(QUERIES)} on colour"
     )
-    # Not yet the target (>= 20 queries each at P@5 >= 0.8 on every attribute): the
-    # demo model gets colour (and size/position) right but shapes only partly (README "The demo").
+    # Not yet the target (>= 20 queries each at P@5 >= 0.8 on every attribute): 16
+    # measured; colours right, shapes mostly, sizes least (README "Training and fine-tuning").
+    # Without the warm-up stage (demo.py) the same budget gave 5/24, mean 0.51.
     assert sum(colour_ok) >= 20
-    assert np.mean(full) >= 2 * chance
+    assert sum(p >= 0.8 for p in full) >= 12
+    assert np.mean(full) >= 0.6
 
 
 @pytest.mark.slow
@@ -163,7 +187,7 @@ def test_eval_recall_on_the_held_out_split(cli, demo_model, demo_data, tmp_path)
     assert scores["retrieval"]["images"] == demo_data.n_test
     assert t2i["R@5"] >= 0.8
     zs = scores["zero_shot"]
-    assert zs["classes"] > 20 and zs["top1"] > 5 / zs["classes"]  # 0.18 measured, 55 classes
+    assert zs["classes"] > 20 and zs["top1"] >= 0.8  # 0.99 measured over 48 classes
     assert plot.stat().st_size > 1000
 
 
@@ -188,8 +212,8 @@ def test_demo_runs_end_to_end(demo_cache, demo_data, demo_model, tmp_path):
     from rich.console import Console
 
     import cli
-    from demo import run_demo
-    from tests.conftest import DEMO_EPOCHS, DEMO_N, DEMO_SEED
+    from demo import DEMO_EPOCHS, DEMO_N, run_demo
+    from tests.conftest import DEMO_SEED
 
     summary = run_demo(
         tmp_path / "out",
