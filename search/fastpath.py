@@ -55,9 +55,8 @@ def _text_search(home, text, k, min_score, sort, caption_weight, device) -> list
     weight = DEFAULT_CAPTION_WEIGHT if caption_weight is None else caption_weight
     if not fast_path_enabled() or device not in ("auto", "cpu"):
         return None
-    if not text or len(text) > MAX_QUERY_CHARS or not 1 <= k <= MAX_K or sort not in SORTS:
-        return None  # the ordinary path words the error
-    if not 0.0 <= weight <= 1.0:
+    bad = not text or len(text) > MAX_QUERY_CHARS or not 1 <= k <= MAX_K or sort not in SORTS
+    if bad or not 0.0 <= weight <= 1.0:
         return None  # the ordinary path words the error
     directory = home / INDEX_DIR
     meta = snapshot.read_meta(directory)
@@ -67,7 +66,8 @@ def _text_search(home, text, k, min_score, sort, caption_weight, device) -> list
         return None
     import torch
 
-    if device == "auto" and torch.cuda.is_available():
+    mps = getattr(torch.backends, "mps", None)
+    if device == "auto" and (torch.cuda.is_available() or (mps and mps.is_available())):
         return None  # the ordinary path encodes on the GPU
     tower = PlainTextTower.load(meta["recipe"])
     if tower is None or tower.dim != meta["dim"]:
@@ -93,6 +93,6 @@ def _text_search(home, text, k, min_score, sort, caption_weight, device) -> list
     candidates = top_candidates(candidates, k, min_score)
     by_id = dict(zip(ids.tolist(), pos.tolist(), strict=True))
     found = records.at([by_id[c[1]] for c in candidates])
-    if len(found) != len(candidates):
+    if set(found) != {c[1] for c in candidates}:
         return None
     return make_hits(candidates, found, sort, 0.0)
