@@ -334,15 +334,13 @@ def text_recipe(spec: EncoderSpec) -> dict | None:
 
 
 def _read_text_weights(path: Path) -> dict:
-    skip = ("visual.", "logit_scale", "logit_bias")
+    from .texttower import SKIP_PREFIXES, read_text_state
+
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
+        return read_text_state(path)  # tensor by tensor: the text tensors only
+    from open_clip.factory import load_state_dict  # the other formats open_clip reads
 
-        with safe_open(str(path), framework="pt") as f:  # reads the text tensors only
-            return {k: f.get_tensor(k) for k in f.keys() if not k.startswith(skip)}  # noqa: SIM118
-    from open_clip.factory import load_state_dict
-
-    return {k: v for k, v in load_state_dict(str(path)).items() if not k.startswith(skip)}
+    return {k: v for k, v in load_state_dict(str(path)).items() if not k.startswith(SKIP_PREFIXES)}
 
 
 def _create_text_only(spec: EncoderSpec, device: str) -> TextEncoder | None:

@@ -145,7 +145,9 @@ def simple_tokenizer(context_length: int):
 
 
 # -- weights ---------------------------------------------------------------------------------
-def _read_state(path: Path) -> dict:
+def read_text_state(path: Path) -> dict:
+    """The text tensors of a checkpoint (safetensors read tensor by tensor; torch state dicts,
+    also under 'state_dict' or with 'module.' prefixes)."""
     import torch
 
     if path.suffix == ".safetensors":
@@ -218,7 +220,7 @@ class PlainTextTower:
         if (st.st_size, st.st_mtime_ns) != (recipe["weights_size"], recipe["weights_mtime_ns"]):
             return None  # the weights file changed since the index was built
         arch = recipe["arch"]
-        state = _read_state(path)
+        state = read_text_state(path)
         shapes = _expected_shapes(arch)
         if set(state) != set(shapes):
             return None
