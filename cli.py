@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+import demo
 from search.errors import PixfindError
 from search.paths import resolve_home
 
@@ -99,6 +100,17 @@ DeviceOpt = Annotated[
 ]
 
 
+def passive_omp_threads() -> None:
+    """Indexing only: decoding workers and the encoder's OpenMP threads share the cores, and
+    threads that spin while waiting steal them from the decoder (ViT-B-32, 2 cores: 67% -> 74%
+    of the model-only ceiling on phone-size JPEGs, bench/indexing.py). Takes effect only before
+    torch loads OpenMP. Not for training: its many small ops run 1.7x slower with it."""
+    import os
+
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def _spec(model: str | None, pretrained: str | None):
     """None lets the index's own model (or the default, for a new index) be used.
 
@@ -173,6 +185,7 @@ def index_cmd(
         TimeRemainingColumn,
     )
 
+    passive_omp_threads()
     from indexer import IndexOptions, run_index
 
     options = IndexOptions(
@@ -585,6 +598,12 @@ def demo_data_cmd(
     test_fraction: Annotated[
         float, typer.Option("--test-fraction", help="Share of the photos held out in test/.")
     ] = 0.2,
+    n_test: Annotated[
+        int | None,
+        typer.Option(
+            "--n-test", help="How many photos to hold out in test/ (overrides --test-fraction)."
+        ),
+    ] = None,
     variant: Annotated[
         str,
         typer.Option(
@@ -609,7 +628,13 @@ def demo_data_cmd(
     from search.demodata import generate
 
     data = generate(
-        out_dir, n=n, seed=seed, test_fraction=test_fraction, variant=variant, kind=kind
+        out_dir,
+        n=n,
+        seed=seed,
+        test_fraction=test_fraction,
+        variant=variant,
+        kind=kind,
+        n_test=n_test,
     )
     out.print(
         f"wrote {data.n_train} photos to {data.train} and {data.n_test} to {data.test} "
@@ -634,7 +659,12 @@ def _train_progress(disable: bool):
 
 @command("train")
 def train_cmd(
-    data: Annotated[Path, typer.Argument(help="Captioned folder (captions.jsonl or sidecars).")],
+    data: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Captioned folder(s) (captions.jsonl or sidecars); several are trained on as one."
+        ),
+    ],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Model directory to write.")],
     model: Annotated[
         str,
@@ -681,6 +711,7 @@ def train_cmd(
     """Train (or fine-tune with --from) a dual encoder on captioned photos; resumable.
 
     Examples: pixfind train ./shapes/train --out ./my-model;
+    pixfind train ./shapes/train ./objects/train --out ./my-model (two folders as one);
     pixfind train ./mine --from ./my-model --out ./my-model-ft --unlocked-layers 1
     """
     from demo import step_updater
@@ -808,19 +839,29 @@ def demo_cmd(
     cache: Annotated[
         Path, typer.Option("--cache", help="Demo data and trained model cache.")
     ] = Path(".cache"),
-    n: Annotated[int, typer.Option("--n", help="Demo photos in all (1/5 held out).")] = 3000,
+    n: Annotated[int, typer.Option("--n", help="Demo photos in all.")] = demo.DEMO_N,
+    n_test: Annotated[
+        int, typer.Option("--n-test", help="How many of them to hold out, index and search.")
+    ] = demo.DEMO_TEST,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     epochs: Annotated[
         int, typer.Option("--epochs", help="Epochs on the full scenes, after the warm-up.")
-    ] = 18,
+    ] = demo.DEMO_EPOCHS,
 ) -> None:
     """Run pixfind end to end offline: demo data, train a small model, index, search.
 
     The trained model is cached under --cache, so a second run skips training.
     """
-    from demo import run_demo
-
-    run_demo(out_dir, cache, n=n, seed=seed, epochs=epochs, console=out, progress=_train_progress)
+    demo.run_demo(
+        out_dir,
+        cache,
+        n=n,
+        seed=seed,
+        n_test=n_test,
+        epochs=epochs,
+        console=out,
+        progress=_train_progress,
+    )
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ from multiprocessing import Pool
 from pathlib import Path
 
 os.environ.setdefault("LANCE_LOG", "error")
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `pixfind index` sets (indexer/pipeline.py)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `pixfind index` sets (cli.py)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import PHOTOS, use_standin  # noqa: E402

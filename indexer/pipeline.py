@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sys
 import threading
 import time
 import warnings
@@ -14,13 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-# Decoding workers and the encoder's OpenMP threads share the cores: threads that spin while
-# waiting for each other steal them from the decoder (ViT-B-32, 2 cores: 67% -> 74% of the
-# model-only ceiling on phone-size JPEGs, bench/indexing.py). Only effective before torch
-# loads OpenMP, i.e. when the indexer is imported first, as `pixfind index` does.
-if "torch" not in sys.modules:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from search.encoder import Encoder, load_encoder, text_recipe
 from search.images import DEFAULT_MAX_MEGAPIXELS, DecodeError, decode_file, register_heif

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,6 +124,23 @@ def read_collection(root: str | os.PathLike) -> Collection:
             + (f"; first problem: {coll.problems[0]}" if coll.problems else "")
         )
     return coll
+
+
+def read_collections(roots: str | os.PathLike | Sequence[str | os.PathLike]) -> Collection:
+    """Several captioned folders as one collection (a photo in two of them keeps all its
+    captions); one folder is read_collection."""
+    if isinstance(roots, (str, os.PathLike)):
+        return read_collection(roots)
+    if not roots:
+        raise CaptionError("no captioned folder given")
+    parts = [read_collection(r) for r in roots]
+    merged = Collection(parts[0].root)
+    for part in parts:
+        for image, caps in part.captions.items():
+            have = merged.captions.setdefault(image, [])
+            have.extend(c for c in caps if c not in have)
+        merged.problems.extend(part.problems)
+    return merged
 
 
 def read_labels(root: str | os.PathLike) -> tuple[list[tuple[str, str]], list[str]]:

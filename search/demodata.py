@@ -332,6 +332,15 @@ def _scene_rng(seed: int, variant: str, i: int) -> random.Random:
     return random.Random(f"pixfind-demo:{variant}:{seed}:{i}")
 
 
+def held_out(n: int, n_test: int | None, test_fraction: float = 0.2) -> int:
+    """How many of ``n`` photos go to test/: ``n_test``, or by default ``test_fraction`` of them."""
+    if n_test is None:
+        return max(1, round(n * test_fraction))
+    if not 0 < n_test < n:
+        raise PixfindError(f"--n-test must be between 1 and {n - 1} (--n is {n})")
+    return n_test
+
+
 def generate(
     out: str | os.PathLike,
     n: int = 1000,
@@ -342,8 +351,12 @@ def generate(
     size: int = IMAGE_SIZE,
     on_progress: Callable[[int, int], None] | None = None,
     kind: str = "scenes",
+    n_test: int | None = None,
 ) -> DemoData:
     """Write ``n`` synthetic captioned photos under ``out`` (train/ and test/); deterministic.
+
+    The last ``n_test`` photos (default: ``test_fraction`` of ``n``) are held out in test/;
+    photo i is the same whatever ``n`` and the split, so a larger ``n`` only adds photos.
 
     ``kind``: "scenes" (one to three objects, varied captions) or "objects" (one object per
     photo with the short captions of object_captions: warm-up data for training)."""
@@ -354,8 +367,8 @@ def generate(
         raise PixfindError("demo-data needs --n of at least 2 (one train and one test image)")
     if not 0 < test_fraction < 1:
         raise PixfindError("--test-fraction must be between 0 and 1")
+    n_test = held_out(n, n_test, test_fraction)
     root = Path(out).expanduser().resolve()
-    n_test = max(1, round(n * test_fraction))
     n_train = n - n_test
     splits = {"train": root / "train", "test": root / "test"}
     files: dict[str, dict[str, list[str]]] = {s: {"cap": [], "lab": [], "scn": []} for s in splits}

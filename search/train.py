@@ -19,14 +19,14 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .captions import read_collection
+from .captions import read_collections
 from .encoder import CONFIG_DIR, CONFIG_NAME, get_open_clip, is_model_dir
 from .errors import PixfindError, UnknownModel
 from .images import DecodeError, decode_file
@@ -104,6 +104,15 @@ class TrainResult:
             "problems": self.problems,
             "history": [asdict(h) for h in self.history],
         }
+
+
+DataArg = str | os.PathLike | Sequence[str | os.PathLike]  # one captioned folder or several
+
+
+def _describe(data: DataArg) -> str:
+    if isinstance(data, (str, os.PathLike)):
+        return str(data)
+    return ", ".join(map(str, data))
 
 
 StepCallback = Callable[[int, int, int, float, float], None]  # epoch, step, steps, loss, img/s
@@ -243,6 +252,18 @@ def _param_groups(model: Any, weight_decay: float) -> list[dict]:
     ]
 
 
+def _adamw(model: Any, options: TrainOptions) -> Any:
+    """AdamW; the fused kernel where torch has one for the device (on CPU it is ~8x quicker
+    than the per-parameter loop over the 3M-weight token embedding of a small model)."""
+    import torch
+
+    groups = _param_groups(model, options.weight_decay)
+    try:
+        return torch.optim.AdamW(groups, lr=options.learning_rate, betas=(0.9, 0.98), fused=True)
+    except (RuntimeError, TypeError, ValueError):  # older torch, or no fused kernel there
+        return torch.optim.AdamW(groups, lr=options.learning_rate, betas=(0.9, 0.98))
+
+
 def lr_at(step: int, total: int, base: float, warmup: int) -> float:
     """Linear warmup to ``base`` over ``warmup`` steps, then cosine decay to 0."""
     if step < warmup:
@@ -265,7 +286,7 @@ class Prepared:
 
 
 def prepare(
-    data: str | os.PathLike,
+    data: DataArg,
     preprocess: Any,
     tokenizer: Any,
     max_images: int | None = None,
@@ -274,7 +295,7 @@ def prepare(
     """Decode + preprocess every captioned image once; tokenize every caption."""
     import torch
 
-    coll = read_collection(data)
+    coll = read_collections(data)
     images = coll.images[:max_images] if max_images else coll.images
     norm = next(t for t in preprocess.transforms if type(t).__name__ == "Normalize")
     mean = torch.tensor(norm.mean).view(1, 3, 1, 1)
@@ -293,7 +314,9 @@ def prepare(
         if on_progress:
             on_progress(i + 1, len(images))
     if len(kept) < 2:
-        raise TrainError(f"need at least 2 readable captioned images in {data}, found {len(kept)}")
+        raise TrainError(
+            f"need at least 2 readable captioned images in {_describe(data)}, found {len(kept)}"
+        )
     texts, owner, captions_of = [], [], []
     for row, path in enumerate(kept):
         caps = coll.captions[path]
@@ -397,7 +420,7 @@ def read_state(out: str | os.PathLike) -> dict | None:
 
 
 def train(
-    data: str | os.PathLike,
+    data: DataArg,
     out: str | os.PathLike,
     options: TrainOptions | None = None,
     on_step: StepCallback | None = None,
@@ -450,9 +473,7 @@ def train(
     )
     total = steps_per_epoch * options.epochs
     warmup = int(options.warmup * total)
-    optimizer = torch.optim.AdamW(
-        _param_groups(model, options.weight_decay), lr=options.learning_rate, betas=(0.9, 0.98)
-    )
+    optimizer = _adamw(model, options)
     loss_fn = ClipLoss()
     history: list[EpochStats] = []
     start_epoch = 0
@@ -523,7 +544,7 @@ def train(
             model,
             out,
             model_cfg,
-            extra={"trained_from": options.init, "epochs": epoch + 1, "data": str(data)},
+            extra={"trained_from": options.init, "epochs": epoch + 1, "data": _describe(data)},
         )
         _atomic_save(
             {

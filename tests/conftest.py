@@ -114,7 +114,9 @@ def demo_data(demo_cache):
 
     import demo
 
-    return demo.demo_data(demo_cache, demo.DEMO_N, DEMO_SEED, Console(quiet=True))
+    return demo.demo_data(
+        demo_cache, demo.DEMO_N, DEMO_SEED, Console(quiet=True), n_test=demo.DEMO_TEST
+    )
 
 
 @pytest.fixture(scope="session")
