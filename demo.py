@@ -17,7 +17,7 @@ from rich.console import Console
 
 DEMO_N = 3400  # photos in all
 DEMO_TEST = 1000  # of them held out (test/): 2,400 to train on
-DEMO_EPOCHS = 12  # on the full scenes (with the warm-up photos), after the warm-up
+DEMO_EPOCHS = 11  # on the full scenes (with the warm-up photos), after the warm-up
 DEMO_BATCH = 32
 DEMO_LR = 1e-3
 # Warm-up: one object per photo with short captions ("a star", "a large star", "a large red
@@ -25,9 +25,9 @@ DEMO_LR = 1e-3
 # model tells photos apart by colour and barely learns shapes (5/24 attribute queries at
 # P@5 >= 0.8 vs 16/24 with the warm-up, same training time; README "The demo"). The second
 # stage trains on the scenes and the warm-up photos together, so shapes are not forgotten
-# (21/24 vs 20/24 on scenes alone, in 115 s rather than 180 s).
+# (21/24 vs 20/24 on scenes alone, in about 2 minutes rather than 3).
 WARMUP_N = 1500
-WARMUP_EPOCHS = 20
+WARMUP_EPOCHS = 16
 
 
 def demo_data(cache: Path, n: int, seed: int, console: Console, n_test: int | None = DEMO_TEST):
