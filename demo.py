@@ -112,7 +112,7 @@ def demo_model(
     console.print(
         f"[bold]2/5[/] training the demo model ({DEMO_MODEL}: {WARMUP_EPOCHS} warm-up epochs on "
         f"{warm_train} one-object photos, then {epochs} on {data.n_train} photos and those; "
-        "about 3 minutes on a laptop CPU, cached afterwards)"
+        "about 2 minutes on a laptop CPU, cached afterwards)"
     )
     warm = warmup_data(cache, seed, console)
     first = TrainOptions(

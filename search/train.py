@@ -109,10 +109,14 @@ class TrainResult:
 DataArg = str | os.PathLike | Sequence[str | os.PathLike]  # one captioned folder or several
 
 
+def _folders(data: DataArg) -> list[str]:
+    """The captioned folders of ``data``, as absolute paths."""
+    many = [data] if isinstance(data, (str, os.PathLike)) else list(data)
+    return [str(Path(d).expanduser().resolve()) for d in many]
+
+
 def _describe(data: DataArg) -> str:
-    if isinstance(data, (str, os.PathLike)):
-        return str(data)
-    return ", ".join(map(str, data))
+    return ", ".join(_folders(data))
 
 
 StepCallback = Callable[[int, int, int, float, float], None]  # epoch, step, steps, loss, img/s
@@ -441,6 +445,11 @@ def train(
     state = read_state(out)
     resume = None
     if ckpt_path.is_file() and state and state.get("key") == options.key():
+        if state.get("data", _folders(data)) != _folders(data):
+            raise TrainError(
+                f"{out} was trained on other data ({', '.join(state['data'])}); pick another "
+                "--out, or delete the folder to start over"
+            )
         resume = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     elif ckpt_path.is_file():
         raise TrainError(
@@ -568,6 +577,7 @@ def train(
                 {
                     "key": options.key(),
                     "options": asdict(options),
+                    "data": _folders(data),
                     "epoch": epoch + 1,
                     "params": result.params,
                     "history": [asdict(h) for h in history],

@@ -126,6 +126,8 @@ def test_train_resumes_from_its_last_epoch_and_refuses_a_foreign_checkpoint(tmp_
     assert again.seconds == 0 and again.epochs_done == 2
     with pytest.raises(TrainError, match="different training run"):
         train(data.train, out, TrainOptions(epochs=2, lr=0.5, **opts))
+    with pytest.raises(TrainError, match="trained on other data"):
+        train([data.train, data.test], out, TrainOptions(epochs=3, **opts))
     # what training wrote is a model the core encoder loads
     enc = load_encoder(EncoderSpec(str(out), None), "cpu")
     assert enc.encode_texts(["a red circle"]).shape == (1, enc.dim)
