@@ -442,10 +442,11 @@ def train(
         raise TrainError("--epochs must be >= 1 and --batch-size >= 2")
     out = Path(out).expanduser().resolve()
     ckpt_path = out / CHECKPOINT
+    folders = _folders(data)
     state = read_state(out)
     resume = None
     if ckpt_path.is_file() and state and state.get("key") == options.key():
-        if state.get("data", _folders(data)) != _folders(data):
+        if state.get("data", folders) != folders:
             raise TrainError(
                 f"{out} was trained on other data ({', '.join(state['data'])}); pick another "
                 "--out, or delete the folder to start over"
@@ -557,7 +558,7 @@ def train(
             model,
             out,
             model_cfg,
-            extra={"trained_from": options.init, "epochs": epoch + 1, "data": _describe(data)},
+            extra={"trained_from": options.init, "epochs": epoch + 1, "data": ", ".join(folders)},
         )
         _atomic_save(
             {
@@ -577,7 +578,7 @@ def train(
                 {
                     "key": options.key(),
                     "options": asdict(options),
-                    "data": _folders(data),
+                    "data": folders,
                     "epoch": epoch + 1,
                     "params": result.params,
                     "history": [asdict(h) for h in history],
