@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pixfind.search.errors import PixfindError
+from pixfind.search.settings import resolve_home
+from pixfind.train import demo
 from rich.console import Console
 from rich.markup import escape
-
-import demo
-from search.errors import PixfindError
-from search.paths import resolve_home
 
 app = typer.Typer(
     name="pixfind",
@@ -117,8 +116,8 @@ def _spec(model: str | None, pretrained: str | None):
     An architecture given without --pretrained gets its first published tag (the default tag
     for ViT-B-32); ``--pretrained none`` asks for random weights (tests, benchmarks).
     """
-    from search.encoder import DEFAULT_MODEL, DEFAULT_PRETRAINED, is_model_dir
-    from search.types import EncoderSpec
+    from pixfind.search.encoder import DEFAULT_MODEL, DEFAULT_PRETRAINED, is_model_dir
+    from pixfind.search.types import EncoderSpec
 
     if model is None and pretrained is None:
         return None
@@ -127,7 +126,7 @@ def _spec(model: str | None, pretrained: str | None):
         if model == DEFAULT_MODEL:
             pretrained = DEFAULT_PRETRAINED
         else:
-            from search.encoder import get_open_clip
+            from pixfind.search.encoder import get_open_clip
 
             tags = get_open_clip().list_pretrained_tags_by_model(model)
             pretrained = tags[0] if tags else None
@@ -186,7 +185,7 @@ def index_cmd(
     )
 
     passive_omp_threads()
-    from indexer import IndexOptions, run_index
+    from pixfind.indexer import IndexOptions, run_index
 
     options = IndexOptions(
         roots=[str(p) for p in paths],
@@ -281,7 +280,7 @@ def _day_bound(text: str, end: bool) -> float:
     """``2024-05-01`` (whole day; --before includes it) or ``2024-05-01T12:00`` -> POSIX."""
     from datetime import timedelta
 
-    from search.errors import BadQuery
+    from pixfind.search.errors import BadQuery
 
     try:
         stamp = datetime.fromisoformat(text)
@@ -295,7 +294,7 @@ def _day_bound(text: str, end: bool) -> float:
 def _filters(folder, after, before, min_width, min_height, types):
     import os
 
-    from search.types import Filters
+    from pixfind.search.types import Filters
 
     if folder and not any(ch in folder for ch in "*?["):
         folder = os.path.abspath(os.path.expanduser(folder))
@@ -378,9 +377,9 @@ def search_cmd(
     Examples: pixfind search "a dog on the beach" -k 5;
     pixfind search --image ./pool.jpg --paths | xargs open
     """
-    from search.engine import Searcher
-    from search.errors import BadQuery
-    from search.query import make_terms
+    from pixfind.search.engine import Searcher
+    from pixfind.search.errors import BadQuery
+    from pixfind.search.query import make_terms
 
     if (query is None) == (image is None):
         raise BadQuery("give either a text query or --image PATH (not both)")
@@ -398,7 +397,7 @@ def search_cmd(
     hits = None
     plain = len(terms) == 1 and terms[0].kind == "text" and terms[0].weight == 1.0
     if plain and spec is None and not filters:  # no open_clip, no LanceDB: search/fastpath.py
-        from search.fastpath import text_search
+        from pixfind.search.cold.fastpath import text_search
 
         hits = text_search(
             home(), terms[0].value, top_k, min_score=min_score, sort=sort,
@@ -457,8 +456,8 @@ def status_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Where the index is, which model filled it, how many images, size and last update."""
-    from search.index import INDEX_DIR, IndexInfos
-    from search.store import Store
+    from pixfind.search.index import INDEX_DIR, IndexInfos
+    from pixfind.search.store import Store
 
     store = Store.open(home())
     last = store.last_update()
@@ -503,7 +502,7 @@ def models_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """List open_clip models and their pretrained tags (any of them works with --model)."""
-    from search.encoder import DEFAULT_SPEC, list_models
+    from pixfind.search.encoder import DEFAULT_SPEC, list_models
 
     rows = [(n, tags) for n, tags in list_models() if tags or all_models]
     if as_json:
@@ -559,10 +558,9 @@ def serve_cmd(
     Example: PIXFIND_TOKEN=s3cret pixfind serve --host 0.0.0.0 --port 8080
     """
     import uvicorn
-
-    from api.app import create_app
-    from api.service import Service
-    from api.settings import Settings, is_loopback
+    from pixfind.api.app import create_app
+    from pixfind.api.service import Service
+    from pixfind.api.settings import Settings, is_loopback
 
     settings = Settings(
         index=resolve_home(index) if index else home(),
@@ -625,7 +623,7 @@ def demo_data_cmd(
 
     Example: pixfind demo-data ./shapes --n 5000 --seed 0
     """
-    from search.demodata import generate
+    from pixfind.train.demodata import generate
 
     data = generate(
         out_dir,
@@ -714,9 +712,9 @@ def train_cmd(
     pixfind train ./shapes/train ./objects/train --out ./my-model (two folders as one);
     pixfind train ./mine --from ./my-model --out ./my-model-ft --unlocked-layers 1
     """
-    from demo import step_updater
-    from search.encoder import pick_device
-    from search.train import TrainOptions, train
+    from pixfind.search.encoder import pick_device
+    from pixfind.train.demo import step_updater
+    from pixfind.train.fit import TrainOptions, train
 
     options = TrainOptions(
         model=model,
@@ -787,11 +785,11 @@ def eval_cmd(
 
     Example: pixfind eval ./shapes/test --model ./my-model --plot scores.png
     """
-    from search.captions import CAPTIONS_FILE, LABELS_FILE
-    from search.encoder import DEFAULT_SPEC, load_encoder
-    from search.errors import PixfindError as Failed
-    from search.evaluate import plot as plot_scores
-    from search.evaluate import retrieval, zero_shot
+    from pixfind.search.captions import CAPTIONS_FILE, LABELS_FILE
+    from pixfind.search.encoder import DEFAULT_SPEC, load_encoder
+    from pixfind.search.errors import PixfindError as Failed
+    from pixfind.train.evaluate import plot as plot_scores
+    from pixfind.train.evaluate import retrieval, zero_shot
 
     if task_name not in ("all", "retrieval", "zeroshot"):
         raise Failed("--task must be retrieval, zeroshot or all")
@@ -865,15 +863,9 @@ def demo_cmd(
 
 
 def main() -> None:
-    import logging
-    import os
+    from pixfind.search.settings import quiet_libraries
 
-    # open_clip and lancedb log chatty warnings and errors on the root logger; pixfind reports
-    # every failure itself as one clear line ($PIXFIND_LOG=debug shows theirs).
-    level = os.environ.get("PIXFIND_LOG", "critical").upper()
-    logging.basicConfig(
-        level=getattr(logging, level, logging.CRITICAL), format="%(name)s: %(message)s"
-    )
+    quiet_libraries()
     app()
 
 

@@ -1,7 +1,7 @@
 """The FastAPI app: ``create_app(settings)``. The index and its model are opened once, in
 ``lifespan``, and kept on ``app.state`` for every request.
 
-Run it with ``pixfind serve``, or ``uvicorn --factory api.app:create_app`` (settings from
+Run it with ``pixfind serve``, or ``uvicorn --factory pixfind.api.app:create_app`` (settings from
 PIXFIND_* environment variables).
 """
 
@@ -16,10 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.cors import CORSMiddleware
-
-from search.errors import (
+from pixfind.search.errors import (
     BadQuery,
     EmptyIndex,
     IndexMismatch,
@@ -28,6 +25,8 @@ from search.errors import (
     PixfindError,
     UnknownModel,
 )
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 
 from .deps import get_settings
 from .routes import images, search, status

@@ -19,12 +19,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from search.engine import Searcher
-from search.errors import BadQuery, IndexMismatch, NotFound
-from search.images import DecodeError, content_hash, decode_bytes
-from search.index import VectorIndex
-from search.store import META_KEY
-from search.types import Hit, ImageRecord, ModelInfo
+from pixfind.search.engine import Searcher
+from pixfind.search.errors import BadQuery, IndexMismatch, NotFound
+from pixfind.search.images import DecodeError, content_hash, decode_bytes
+from pixfind.search.index import VectorIndex
+from pixfind.search.store import META_KEY
+from pixfind.search.types import Hit, ImageRecord, ModelInfo
 
 from .settings import THUMBNAIL_SIZES, Settings
 

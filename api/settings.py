@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from search.paths import resolve_home
+from pixfind.search.settings import DEFAULT_MAX_UPLOAD_BYTES, get_settings, resolve_home
 
-DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 THUMBNAIL_SIZES = (64, 128, 256, 512, 1024)  # requested sizes snap up to one of these
 
 
@@ -26,14 +24,14 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        """Settings from PIXFIND_* variables (used by `uvicorn api.app:create_app --factory`)."""
-        env = os.environ
+        """Settings from PIXFIND_* variables (`uvicorn --factory pixfind.api.app:create_app`)."""
+        env = get_settings()
         return cls(
-            index=resolve_home(env.get("PIXFIND_INDEX")),
-            token=env.get("PIXFIND_TOKEN") or None,
-            device=env.get("PIXFIND_DEVICE", "auto"),
-            max_upload_bytes=int(env.get("PIXFIND_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES)),
-            cors_origins=tuple(o for o in env.get("PIXFIND_CORS_ORIGINS", "").split(",") if o),
+            index=resolve_home(env.index),
+            token=env.token,
+            device=env.device,
+            max_upload_bytes=env.max_upload_bytes,
+            cors_origins=env.cors_origins,
         )
 
     def trusted_hosts(self) -> list[str]:

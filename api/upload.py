@@ -6,10 +6,9 @@ The body is never written to disk, so no name the client sends ever reaches the 
 from __future__ import annotations
 
 from fastapi import Request
+from pixfind.search.errors import BadQuery
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
-
-from search.errors import BadQuery
 
 MULTIPART_SLACK = 64 * 1024  # boundaries and part headers around the file itself
 

@@ -26,8 +26,7 @@ import numpy as np
 os.environ.setdefault("LANCE_LOG", "error")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import clustered, percentiles, queries_like, sizes_arg  # noqa: E402
-from search.index import (  # noqa: E402
+from pixfind.search.index import (  # noqa: E402
     IndexInfos,
     VectorIndex,
     build_faiss,
@@ -35,6 +34,8 @@ from search.index import (  # noqa: E402
     exact_topk,
     recall_at,
 )
+
+from bench.common import clustered, percentiles, queries_like, sizes_arg  # noqa: E402
 
 
 def faiss_bytes(index, rows: int, tmp: Path) -> float:

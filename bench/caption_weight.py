@@ -46,15 +46,15 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from indexer import IndexOptions, run_index
-    from search import engine
-    from search.encoder import load_encoder
-    from search.engine import Searcher
-    from search.types import EncoderSpec
+    from pixfind.indexer import IndexOptions, run_index
+    from pixfind.search import engine
+    from pixfind.search.encoder import load_encoder
+    from pixfind.search.engine import Searcher
+    from pixfind.search.types import EncoderSpec
 
     by_image: dict[str, list[str]] = defaultdict(list)
     if args.data:
-        from search.captions import read_collection
+        from pixfind.search.captions import read_collection
 
         images_dir = args.data.resolve()
         for path, caps in read_collection(images_dir).captions.items():

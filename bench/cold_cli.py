@@ -46,17 +46,18 @@ def main() -> None:
     use_standin(args.cache)
     tmp = Path(tempfile.mkdtemp(prefix="pixfind-cold-"))
     try:
+        from pixfind.search.encoder import text_recipe
+        from pixfind.search.index import VectorIndex
+        from pixfind.search.types import EncoderSpec
+
         from bench.query_latency import make_store
-        from search.encoder import text_recipe
-        from search.index import VectorIndex
-        from search.types import EncoderSpec
 
         store, _ = make_store(tmp / "home", 1000)
         recipe = text_recipe(EncoderSpec("ViT-B-32", "laion2b_s34b_b79k"))
         if recipe is None:
             sys.exit("no text-tower recipe for ViT-B-32 (is the stand-in cache complete?)")
         VectorIndex.for_store(store, recipe)
-        search = [sys.executable, "-m", "cli", "--index", str(tmp / "home"), "search", "x"]
+        search = [sys.executable, "-m", "pixfind.cli", "--index", str(tmp / "home"), "search", "x"]
         ordinary = {**env, "PIXFIND_FAST_PATH": "0"}
         full = {**ordinary, "PIXFIND_TEXT_TOWER": "0"}
         py = sys.executable
@@ -66,7 +67,7 @@ def main() -> None:
             ("pixfind search (full model: core path)", search, full),
             ("import torch, faiss (fast path floor)", [py, "-c", "import torch, faiss"], env),
             ("import torch, open_clip, lancedb", [py, "-c", "import torch,open_clip,lancedb"], env),
-            ("pixfind --help", [py, "-m", "cli", "--help"], env),
+            ("pixfind --help", [py, "-m", "pixfind.cli", "--help"], env),
         ]
         times: dict[str, list[float]] = {name: [] for name, _, _ in cases}
         run(search, env)  # page cache warm, as on a machine that ran pixfind before

@@ -90,7 +90,7 @@ def naive(encoder, paths: list[Path], batch: int) -> float:
 
 
 def end_to_end(encoder, folder: Path, batch: int, workers: int) -> tuple[float, dict]:
-    from indexer import IndexOptions, run_index
+    from pixfind.indexer import IndexOptions, run_index
 
     home = Path(tempfile.mkdtemp(prefix="pixfind-idx-"))
     try:
@@ -116,9 +116,8 @@ def main() -> None:
     use_standin(args.cache)
     import lancedb  # noqa: F401 - loaded up front like the model: process start, not per photo
     import torch
-
-    from search.encoder import load_encoder
-    from search.types import EncoderSpec
+    from pixfind.search.encoder import load_encoder
+    from pixfind.search.types import EncoderSpec
 
     sets = photo_sets(args.n, args.work)
     print(

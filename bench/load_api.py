@@ -70,8 +70,8 @@ def percentile(values: list[float], q: float) -> float:
 
 def build_index(home: Path, images: int, model: str) -> None:
     """A temp index: real photos from ../shared/photos when present, else generated ones."""
-    from indexer import IndexOptions, run_index
-    from search.types import EncoderSpec
+    from pixfind.indexer import IndexOptions, run_index
+    from pixfind.search.types import EncoderSpec
 
     folder = home.parent / "photos"
     folder.mkdir(parents=True, exist_ok=True)
@@ -97,8 +97,9 @@ def free_port() -> int:
 
 def build_synthetic(home: Path, n: int) -> None:
     """n synthetic vectors in a real store (model ViT-B-32) and the FAISS index pixfind picks."""
+    from pixfind.search.index import VectorIndex
+
     from bench.query_latency import make_store
-    from search.index import VectorIndex
 
     store, _ = make_store(home, n)
     VectorIndex.for_store(store)
@@ -106,7 +107,7 @@ def build_synthetic(home: Path, n: int) -> None:
 
 def start_server(index: Path, port: int) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PIXFIND_TOKEN": ""}
-    cmd = [sys.executable, "-m", "cli", "--index", str(index), "serve", "--port", str(port)]
+    cmd = [sys.executable, "-m", "pixfind.cli", "--index", str(index), "serve", "--port", str(port)]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -183,7 +184,7 @@ def in_process_baseline(index: Path, k: int, seconds: float) -> dict:
 
     Run in a worker thread, as the server runs them (torch's threading behaves differently
     on the main thread, with long stalls when the CPUs are shared)."""
-    from search.engine import open_index
+    from pixfind.search.engine import open_index
 
     searcher = open_index(index)
     times: list[float] = []

@@ -47,8 +47,8 @@ WORDS = [
 
 
 def make_store(home: Path, n: int):
-    from search.store import Store, _records_table, path_id
-    from search.types import ImageRecord, ModelInfo
+    from pixfind.search.store import Store, _records_table, path_id
+    from pixfind.search.types import ImageRecord, ModelInfo
 
     info = ModelInfo(
         "ViT-B-32",
@@ -87,9 +87,8 @@ def main() -> None:
     use_standin(args.cache)
     import faiss
     import torch
-
-    from search.encoder import load_encoder
-    from search.engine import Searcher
+    from pixfind.search.encoder import load_encoder
+    from pixfind.search.engine import Searcher
 
     print("warm in-process text queries; 2 shared cores: absolute times are inflated, compare")
     print("the ratio against the core path measured in the same run\n")

@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from search.captions import CAPTIONS_FILE, CaptionError, read_jsonl_pairs, sidecar_captions
+from pixfind.search.captions import CAPTIONS_FILE, CaptionError, read_jsonl_pairs, sidecar_captions
 
 MAX_CAPTIONS = 8  # per image: the best one counts at search time, more only cost embedding
 MAX_CAPTION_CHARS = 500

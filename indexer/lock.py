@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from search.errors import IndexLocked
+from pixfind.search.errors import IndexLocked
 
 LOCK_NAME = "index.lock"
 

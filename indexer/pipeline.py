@@ -13,13 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from search.encoder import Encoder, load_encoder, text_recipe
-from search.images import DEFAULT_MAX_MEGAPIXELS, DecodeError, decode_file, register_heif
-from search.index import VectorIndex
-from search.metadata import ImageMeta
-from search.store import Store, now, path_id
-from search.types import EncoderSpec, FileStat, ImageRecord
+from pixfind.search.encoder import Encoder, load_encoder, text_recipe
+from pixfind.search.images import DEFAULT_MAX_MEGAPIXELS, DecodeError, decode_file, register_heif
+from pixfind.search.index import VectorIndex
+from pixfind.search.metadata import ImageMeta
+from pixfind.search.store import Store, now, path_id
+from pixfind.search.types import EncoderSpec, FileStat, ImageRecord
 
 from .captions import CaptionFinder, merge_captions
 from .lock import index_lock

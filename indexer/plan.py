@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from search.types import FileStat
+from pixfind.search.types import FileStat
 
 
 @dataclass

@@ -8,8 +8,8 @@ import os
 import stat
 from collections.abc import Callable, Iterator, Sequence
 
-from search.images import supported_extensions
-from search.types import FileStat
+from pixfind.search.images import supported_extensions
+from pixfind.search.types import FileStat
 
 Skip = Callable[[str, str], None]
 

@@ -1,6 +1,6 @@
 """pixfind's core library: encoder, store, FAISS index and the searcher.
 
-from search import open_index
+from pixfind.search import open_index
 index = open_index()                      # the default index location
 for hit in index.search("a dog on the beach", k=5):
     print(f"{hit.score:.3f} {hit.path}")
@@ -18,7 +18,7 @@ from .errors import (
     PixfindError,
     UnknownModel,
 )
-from .paths import default_home
+from .settings import default_home
 from .types import EncoderSpec, Hit, ImageRecord, ModelInfo
 
 __all__ = [

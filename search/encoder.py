@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import UnknownModel
+from .settings import get_settings
 from .types import EncoderSpec, ModelInfo
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -321,7 +322,7 @@ def text_recipe(spec: EncoderSpec) -> dict | None:
     """The recipe for running this model's text tower without open_clip (search/texttower.py),
     or None where that would not be exact. Call it once the model is loaded: a pretrained
     tag's weights are then in the local cache."""
-    from .texttower import make_recipe
+    from .cold.texttower import make_recipe
 
     try:
         found = _text_checkpoint(spec)
@@ -334,7 +335,7 @@ def text_recipe(spec: EncoderSpec) -> dict | None:
 
 
 def _read_text_weights(path: Path) -> dict:
-    from .texttower import SKIP_PREFIXES, read_text_state
+    from .cold.texttower import SKIP_PREFIXES, read_text_state
 
     if path.suffix == ".safetensors":
         return read_text_state(path)  # tensor by tensor: the text tensors only
@@ -408,7 +409,7 @@ def _load_cached(spec: EncoderSpec, device: str) -> Encoder:
     except UnknownModel:
         raise
     except Exception as exc:  # open_clip raises RuntimeError/ValueError/OSError variously
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        offline = get_settings().hf_offline
         hint = (
             " (HF_HUB_OFFLINE=1 is set and the weights are not in the Hugging Face cache)"
             if offline
@@ -436,7 +437,7 @@ def load_text_encoder(
     search never builds or keeps the image tower), else the full model."""
     spec = spec or DEFAULT_SPEC
     spec = resolve_spec(spec.model, spec.pretrained)
-    if os.environ.get("PIXFIND_TEXT_TOWER", "1") == "0":  # the full model (benchmark baseline)
+    if not get_settings().text_tower:  # the full model (benchmark baseline)
         return _load_cached(spec, pick_device(device))
     return _load_text_cached(spec, pick_device(device))
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .cold.snapshot import HitRecord
+from .cold.texttower import fast_path_enabled
 from .encoder import (
     Encoder,
     TextEncoder,
@@ -19,11 +21,9 @@ from .encoder import (
 from .errors import BadQuery, EmptyIndex, IndexMismatch
 from .images import load_query_image
 from .index import VectorIndex
-from .paths import resolve_home
 from .query import Term, combine
-from .snapshot import HitRecord
+from .settings import resolve_home
 from .store import Captioned, Store, rebuild_hint
-from .texttower import fast_path_enabled
 from .types import EncoderSpec, Filters, Hit, ImageRecord
 
 MAX_K = 10_000

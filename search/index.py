@@ -31,13 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import snapshot
+from .cold import snapshot
+from .settings import get_settings
 from .store import Store
 
 INDEX_DIR = "faiss"
-FLAT_MAX_ROWS = 50_000
-MEMORY_BUDGET_MB = 4096
-TARGET_RECALL = 0.95
 RECALL_QUERIES = 200
 NPROBES = (4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 K_FACTORS = (4, 8, 16, 32, 64)
@@ -78,13 +76,6 @@ class IndexPlan:
     estimated_bytes: int = 0
 
 
-def _env_number(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        return default
-
-
 def choose_index(
     rows: int,
     dim: int,
@@ -99,16 +90,10 @@ def choose_index(
     would not fit, or with no re-ranking at all when even that would not fit.
     """
     budget = (
-        memory_budget_mb
-        if memory_budget_mb is not None
-        else _env_number("PIXFIND_INDEX_MEMORY_MB", MEMORY_BUDGET_MB)
+        memory_budget_mb if memory_budget_mb is not None else get_settings().index_memory_mb
     ) * 2**20
-    flat_max = int(
-        flat_max_rows
-        if flat_max_rows is not None
-        else _env_number("PIXFIND_FLAT_MAX_ROWS", FLAT_MAX_ROWS)
-    )
-    kind = (kind or os.environ.get("PIXFIND_INDEX_KIND") or "auto").lower()
+    flat_max = int(flat_max_rows if flat_max_rows is not None else get_settings().flat_max_rows)
+    kind = (kind or get_settings().index_kind).lower()
     if kind not in KINDS:
         raise ValueError(f"unknown index kind {kind!r}; one of {', '.join(KINDS)}")
     flat_bytes = rows * dim * 4
@@ -237,11 +222,7 @@ def build_faiss(
 
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     rows, dim = vectors.shape if vectors.ndim == 2 else (0, 0)
-    target = (
-        target_recall
-        if target_recall is not None
-        else _env_number("PIXFIND_TARGET_RECALL", TARGET_RECALL)
-    )
+    target = target_recall if target_recall is not None else get_settings().target_recall
     if plan.kind == "flat":
         index = faiss.IndexFlatIP(dim)
     else:

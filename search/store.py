@@ -42,9 +42,6 @@ RECORD_COLUMNS = [
     "captions",
 ]
 
-os.environ.setdefault("LANCE_LOG", "error")
-logging.getLogger("lancedb").setLevel(logging.ERROR)
-
 
 def path_id(path: str) -> int:
     """Stable opaque id of an indexed path (63-bit, so it fits int64 and JSON)."""

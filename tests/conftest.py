@@ -110,9 +110,8 @@ def demo_cache(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def demo_data(demo_cache):
     """Synthetic captioned photos (train/ and test/ with captions, labels and scenes)."""
+    from pixfind.train import demo
     from rich.console import Console
-
-    import demo
 
     return demo.demo_data(
         demo_cache, demo.DEMO_N, DEMO_SEED, Console(quiet=True), n_test=demo.DEMO_TEST
@@ -128,10 +127,10 @@ def demo_model(demo_cache, demo_data) -> Path:
     """
     import time
 
+    from pixfind.train import demo
     from rich.console import Console
 
     import cli
-    import demo
 
     started = time.perf_counter()
     model = demo.demo_model(
@@ -144,3 +143,11 @@ def demo_model(demo_cache, demo_data) -> Path:
     )
     print(f"\n[demo_model] trained in {time.perf_counter() - started:.1f}s -> {model}")
     return model
+
+
+def pytest_collection_modifyitems(config, items):
+    """Everything under tests/e2e/ runs real models, indexes or servers: marked slow, so
+    `pytest -m "not slow"` runs the unit tests alone in seconds."""
+    for item in items:
+        if "e2e" in item.path.parts:
+            item.add_marker(pytest.mark.slow)

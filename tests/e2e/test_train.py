@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pixfind.search.encoder import load_encoder
+from pixfind.search.types import EncoderSpec
+from pixfind.train.demodata import COLOURS, SHAPES, AttrQuery, generate, read_scenes
+from pixfind.train.evaluate import recall_at, retrieval
+from pixfind.train.fit import TrainError, TrainOptions, lr_at, train
 
-from search.demodata import COLOURS, SHAPES, AttrQuery, generate, read_scenes
-from search.encoder import load_encoder
-from search.evaluate import recall_at, retrieval
-from search.train import TrainError, TrainOptions, lr_at, train
-from search.types import EncoderSpec
 from tests.conftest import SHARED_PHOTOS, json_out
 
 
@@ -91,7 +91,7 @@ def test_demo_data_holds_out_n_test_and_a_larger_n_only_adds_photos(cli, tmp_pat
 
 
 def test_demo_objects_are_one_object_photos_with_short_captions(tmp_path):
-    from search.errors import PixfindError
+    from pixfind.search.errors import PixfindError
 
     data = generate(tmp_path / "objects", n=20, seed=1, kind="objects")
     scenes = read_scenes(data.train)
@@ -134,7 +134,7 @@ def test_train_resumes_from_its_last_epoch_and_refuses_a_foreign_checkpoint(tmp_
 
 
 def test_cli_trains_on_several_folders_as_one(cli, tmp_path):
-    from search.captions import read_collections
+    from pixfind.search.captions import read_collections
 
     scenes = generate(tmp_path / "scenes", n=20, seed=1)
     objects = generate(tmp_path / "objects", n=15, seed=1, kind="objects")
@@ -174,8 +174,8 @@ def test_cli_train_errors_are_one_line(cli, tmp_path):
 
 @pytest.mark.slow
 def test_demo_model_answers_attribute_queries(demo_model, demo_data, tmp_path):
-    from indexer import IndexOptions, run_index
-    from search.engine import Searcher
+    from pixfind.indexer import IndexOptions, run_index
+    from pixfind.search.engine import Searcher
 
     home = tmp_path / "index"
     report = run_index(
@@ -241,10 +241,10 @@ def test_finetuning_on_a_shifted_collection_raises_recall(demo_model, tmp_path):
 
 @pytest.mark.slow
 def test_demo_runs_end_to_end(demo_cache, demo_data, demo_model, tmp_path):
+    from pixfind.train.demo import DEMO_EPOCHS, DEMO_N, DEMO_TEST, run_demo
     from rich.console import Console
 
     import cli
-    from demo import DEMO_EPOCHS, DEMO_N, DEMO_TEST, run_demo
     from tests.conftest import DEMO_SEED
 
     summary = run_demo(

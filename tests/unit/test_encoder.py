@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
+from pixfind.search.encoder import _load_cached, load_encoder, resolve_spec, save_model_dir
+from pixfind.search.errors import UnknownModel
+from pixfind.search.types import EncoderSpec
 
-from search.encoder import _load_cached, load_encoder, resolve_spec, save_model_dir
-from search.errors import UnknownModel
-from search.types import EncoderSpec
-
-from .conftest import make_picture
+from ..conftest import make_picture
 
 TINY = EncoderSpec("pixfind-tiny", None)
 TEXTS = ["a red circle", "two blue squares on a white background", "a dog on the beach"]
@@ -67,7 +66,7 @@ def test_checkpoint_file_and_directory_load_back_identically(encoder, images, tm
     np.testing.assert_allclose(from_file.encode_images(images), expected_img, atol=1e-6)
     np.testing.assert_allclose(from_file.encode_texts(TEXTS), expected_txt, atol=1e-6)
 
-    from search.encoder import get_open_clip
+    from pixfind.search.encoder import get_open_clip
 
     cfg = get_open_clip().get_model_config("pixfind-tiny")
     model_dir = save_model_dir(encoder.model, tmp_path / "tiny-model", cfg)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from search.errors import BadQuery
-from search.query import Term, combine, make_terms, normalize, split_weight
+from pixfind.search.errors import BadQuery
+from pixfind.search.query import Term, combine, make_terms, normalize, split_weight
 
 
 def unit(*xs: float) -> np.ndarray:

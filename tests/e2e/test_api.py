@@ -25,16 +25,15 @@ from types import SimpleNamespace
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from pixfind.api.app import create_app
+from pixfind.api.service import Service
+from pixfind.api.settings import Settings
+from pixfind.indexer import IndexOptions, run_index
+from pixfind.search.store import path_id
+from pixfind.search.types import EncoderSpec
 
-from api.app import create_app
-from api.service import Service
-from api.settings import Settings
-from indexer import IndexOptions, run_index
-from search.store import path_id
-from search.types import EncoderSpec
-
-from .conftest import TINY, make_picture
-from .live_server import live_server
+from ..conftest import TINY, make_picture
+from ..live_server import live_server
 
 SPEC = EncoderSpec(TINY[0], None)
 MARKER = b"TOP-SECRET-MARKER-4242"
@@ -529,7 +528,7 @@ def test_new_images_appear_while_serving_and_rebuild_is_not_raced(tmp_path):
             assert {str(p) for p in added} <= paths
             # a write that leaves the FAISS index stale: it is rebuilt once, under a lock,
             # while requests pour in
-            from search.store import Store
+            from pixfind.search.store import Store
 
             Store.open(home).delete_paths([str(added[0])])
             errors: list[str] = []
@@ -557,9 +556,18 @@ def test_pixfind_serve_command(corpus, cli, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = dict(os.environ)
     env["PIXFIND_TOKEN"] = "cli-token"
-    cmd = [sys.executable, "-m", "cli", "serve", "--index", str(corpus.home), "--port", str(port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pixfind.cli",
+        "serve",
+        "--index",
+        str(corpus.home),
+        "--port",
+        str(port),
+    ]
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     try:
         import httpx
@@ -585,8 +593,7 @@ def test_pixfind_serve_command(corpus, cli, tmp_path):
 
 def test_index_rebuilt_with_another_model_while_serving_is_503(tmp_path):
     import torch
-
-    from search.encoder import get_open_clip
+    from pixfind.search.encoder import get_open_clip
 
     photos = tmp_path / "photos"
     for i in range(3):
@@ -609,8 +616,8 @@ def test_index_rebuilt_with_another_model_while_serving_is_503(tmp_path):
 
 
 def test_app_factory_reads_settings_from_the_environment(corpus, monkeypatch):
-    """`uvicorn --factory api.app:create_app`: settings come from PIXFIND_* variables."""
-    from api.deps import get_settings
+    """`uvicorn --factory pixfind.api.app:create_app`: settings come from PIXFIND_* variables."""
+    from pixfind.api.deps import get_settings
 
     monkeypatch.setenv("PIXFIND_INDEX", str(corpus.home))
     monkeypatch.setenv("PIXFIND_TOKEN", "env-token")

@@ -1,5 +1,5 @@
-from indexer.plan import make_plan, under_roots
-from search.types import FileStat
+from pixfind.indexer.plan import make_plan, under_roots
+from pixfind.search.types import FileStat
 
 
 def test_plan_splits_new_changed_unchanged_removed():

@@ -33,7 +33,7 @@ WARMUP_EPOCHS = 16
 def demo_data(cache: Path, n: int, seed: int, console: Console, n_test: int | None = DEMO_TEST):
     """The demo scenes (train/ and test/), generated once into ``cache``; ``n_test`` held out
     (None: a fifth)."""
-    from search.demodata import held_out
+    from pixfind.train.demodata import held_out
 
     n_test = held_out(n, n_test)
     root = cache / f"demo-data-n{n}-t{n_test}-s{seed}"
@@ -50,7 +50,7 @@ def warmup_data(cache: Path, seed: int, console: Console):
 def _generated(
     root: Path, n: int, seed: int, kind: str, console: Console, n_test: int | None = None
 ):
-    from search.demodata import DemoData, generate
+    from pixfind.train.demodata import DemoData, generate
 
     done = root / "done.json"
     if done.is_file():
@@ -85,7 +85,7 @@ def step_updater(bar, task, epochs: int) -> Callable:
 def _train_cached(out: Path, data, options, what: str, console: Console, progress: Callable):
     """Train ``options`` on ``data`` (one captioned folder or several) into ``out``, unless
     it is already trained that far."""
-    from search.train import read_state, train
+    from pixfind.train.fit import read_state, train
 
     state = read_state(out)
     if state and state.get("epoch", 0) >= options.epochs:
@@ -105,8 +105,8 @@ def demo_model(
     """Train (or find cached) the demo model: a warm-up on one-object photos, then ``epochs``
     on the demo data's train split together with the warm-up photos, starting from the
     warm-up's weights."""
-    from search.demodata import held_out
-    from search.train import DEMO_MODEL, TrainOptions
+    from pixfind.train.demodata import held_out
+    from pixfind.train.fit import DEMO_MODEL, TrainOptions
 
     warm_train = WARMUP_N - held_out(WARMUP_N, None)
     console.print(
@@ -143,13 +143,13 @@ def run_demo(
     console: Console | None = None,
     progress: Callable[[bool], Any] | None = None,
 ) -> dict:
-    from indexer import IndexOptions, run_index
-    from search.contact import contact_sheet
-    from search.demodata import DEMO_QUERIES, read_scenes
-    from search.encoder import load_encoder
-    from search.engine import Searcher
-    from search.evaluate import retrieval
-    from search.types import EncoderSpec
+    from pixfind.indexer import IndexOptions, run_index
+    from pixfind.search.encoder import load_encoder
+    from pixfind.search.engine import Searcher
+    from pixfind.search.types import EncoderSpec
+    from pixfind.train.contact import contact_sheet
+    from pixfind.train.demodata import DEMO_QUERIES, read_scenes
+    from pixfind.train.evaluate import retrieval
 
     console = console or Console()
     out_dir, cache = Path(out_dir).resolve(), Path(cache).resolve()

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from .captions import Collection, read_collection, read_labels
-from .errors import PixfindError
-from .images import DecodeError, decode_file
+from pixfind.search.captions import Collection, read_collection, read_labels
+from pixfind.search.errors import PixfindError
+from pixfind.search.images import DecodeError, decode_file
 
 KS = (1, 5, 10)
 PROMPT = "a photo of a {label}"

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from search.errors import IndexMismatch
-from search.index import INDEX_DIR, VectorIndex
-from search.store import Store, path_id
-from search.types import ImageRecord, ModelInfo
+from pixfind.search.errors import IndexMismatch
+from pixfind.search.index import INDEX_DIR, VectorIndex
+from pixfind.search.store import Store, path_id
+from pixfind.search.types import ImageRecord, ModelInfo
 
 INFO = ModelInfo("test-model", None, "test-model:random", 32, 64, (0.5,) * 3, (0.5,) * 3)
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -272,4 +271,6 @@ class PlainTextTower:
 
 def fast_path_enabled() -> bool:
     """``PIXFIND_FAST_PATH=0`` turns off the snapshot and plain-tower shortcuts."""
-    return os.environ.get("PIXFIND_FAST_PATH", "1") != "0"
+    from ..settings import get_settings
+
+    return get_settings().fast_path

@@ -34,7 +34,7 @@ _U64 = (1 << 64) - 1
 
 
 def versions_dir(home: Path) -> Path:
-    from .store import TABLE
+    from ..store import TABLE
 
     return home / "db" / f"{TABLE}.lance" / "_versions"
 
@@ -174,7 +174,7 @@ class Records:
     def at(self, positions: list[int]) -> dict[int, HitRecord]:
         if not positions:
             return {}
-        from .store import real_path
+        from ..store import real_path
 
         rows = self.table.take(np.asarray(positions, np.int64)).to_pylist()
         return {

@@ -16,14 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from pixfind.indexer import IndexOptions, run_index
+from pixfind.indexer.lock import index_lock
+from pixfind.search.encoder import load_encoder
+from pixfind.search.store import Store, _vectors
+from pixfind.search.types import EncoderSpec
 
-from indexer import IndexOptions, run_index
-from indexer.lock import index_lock
-from search.encoder import load_encoder
-from search.store import Store, _vectors
-from search.types import EncoderSpec
-
-from .conftest import ROOT, TINY
+from ..conftest import ROOT, TINY
 
 N_FILES = 160
 BATCH = 4
@@ -40,8 +39,8 @@ def _corpus(folder: Path) -> Path:
 
 
 def _start(home: Path, photos: Path, workers: int = 0) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "cli", "--index", str(home), "index", str(photos)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "pixfind.cli", "--index", str(home), "index", str(photos)]
     cmd += ["--model", TINY[0], "--pretrained", TINY[1], "--batch-size", str(BATCH)]
     cmd += ["--workers", str(workers), "--json"]
     return subprocess.Popen(
@@ -133,7 +132,7 @@ def test_kill_9_at_any_moment_then_resume_equals_clean_run(tmp_path):
     assert got_paths == want_paths and len(got_paths) == len(set(got_paths)) == N_FILES
     np.testing.assert_allclose(got, want, atol=1e-5)
     # and the derived FAISS index agrees with the store
-    from search.engine import Searcher
+    from pixfind.search.engine import Searcher
 
     hits = Searcher(home).search_vector(want[7], k=1)
     assert hits[0].path == want_paths[7] and hits[0].score > 0.999

@@ -24,8 +24,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
-
-from .errors import PixfindError
+from pixfind.search.errors import PixfindError
 
 IMAGE_SIZE = 128
 

@@ -8,14 +8,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from pixfind.api.app import create_app
+from pixfind.api.settings import Settings
+from pixfind.indexer import IndexOptions, run_index
+from pixfind.search.types import EncoderSpec
 
-from api.app import create_app
-from api.settings import Settings
-from indexer import IndexOptions, run_index
-from search.types import EncoderSpec
-
-from .conftest import ROOT, SHARED_PHOTOS, TINY, make_picture
-from .live_server import live_server
+from ..conftest import ROOT, SHARED_PHOTOS, TINY, make_picture
+from ..live_server import live_server
 
 pytestmark = pytest.mark.browser
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from .conftest import TINY, json_out, shared_photos
+from ..conftest import TINY, json_out, shared_photos
 
 MODEL = ["--model", TINY[0], "--pretrained", TINY[1]]
 

@@ -14,14 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
+from pixfind.indexer import IndexOptions, run_index
+from pixfind.search.encoder import load_encoder
+from pixfind.search.engine import Searcher
+from pixfind.search.store import Store
+from pixfind.search.types import EncoderSpec, Filters
 
-from indexer import IndexOptions, run_index
-from search.encoder import load_encoder
-from search.engine import Searcher
-from search.store import Store
-from search.types import EncoderSpec, Filters
-
-from .conftest import TINY, json_out, make_picture
+from ..conftest import TINY, json_out, make_picture
 
 WORDS = [
     "red",

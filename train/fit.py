@@ -25,11 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from .captions import read_collections
-from .encoder import CONFIG_DIR, CONFIG_NAME, get_open_clip, is_model_dir
-from .errors import PixfindError, UnknownModel
-from .images import DecodeError, decode_file
+from pixfind.search.captions import read_collections
+from pixfind.search.encoder import CONFIG_DIR, CONFIG_NAME, get_open_clip, is_model_dir
+from pixfind.search.errors import PixfindError, UnknownModel
+from pixfind.search.images import DecodeError, decode_file
 
 DEMO_MODEL = "pixfind-demo"
 CHECKPOINT = Path("checkpoints") / "last.pt"
@@ -434,8 +433,7 @@ def train(
     """Train (or fine-tune, or resume) and write a loadable model directory at ``out``."""
     import torch
     from open_clip.loss import ClipLoss
-
-    from .encoder import save_model_dir
+    from pixfind.search.encoder import save_model_dir
 
     options = options or TrainOptions()
     if options.epochs < 1 or options.batch_size < 2:

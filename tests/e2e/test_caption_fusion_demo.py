@@ -10,10 +10,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from indexer import IndexOptions, run_index
-from search.encoder import load_encoder
-from search.engine import DEFAULT_CAPTION_WEIGHT, Searcher
-from search.types import EncoderSpec
+from pixfind.indexer import IndexOptions, run_index
+from pixfind.search.encoder import load_encoder
+from pixfind.search.engine import DEFAULT_CAPTION_WEIGHT, Searcher
+from pixfind.search.types import EncoderSpec
 
 EVENTS = [
     "grandma's birthday",

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from search.encoder import (
+from pixfind.search.encoder import (
     TextEncoder,
     _load_cached,
     _load_text_cached,
@@ -16,7 +15,7 @@ from search.encoder import (
     load_text_encoder,
     save_model_dir,
 )
-from search.index import (
+from pixfind.search.index import (
     INDEX_DIR,
     IndexInfos,
     VectorIndex,
@@ -25,10 +24,10 @@ from search.index import (
     exact_topk,
     recall_at,
 )
-from search.store import Store, path_id
-from search.types import EncoderSpec, ImageRecord, ModelInfo
+from pixfind.search.store import Store, path_id
+from pixfind.search.types import EncoderSpec, ImageRecord, ModelInfo
 
-from .conftest import json_out
+from ..conftest import json_out
 
 TINY = EncoderSpec("pixfind-tiny", None)
 TEXTS = ["a dog", "two blue squares on a white background, seen from far above", "x", ""]
@@ -81,7 +80,7 @@ def test_text_only_tower_from_weights_equals_full_model(tmp_path):
 
 
 def test_text_query_never_loads_the_image_tower(cli, picture_dir, tmp_path):
-    from search.engine import open_index
+    from pixfind.search.engine import open_index
 
     full = load_encoder(TINY, "cpu")
     model_dir = save_model_dir(
@@ -166,7 +165,7 @@ def test_ann_index_built_for_store_records_recall_and_hits_match_metadata(tmp_pa
     loaded = VectorIndex.load(tmp_path / INDEX_DIR)  # search knobs survive a reload
     assert loaded.infos.params == index.infos.params
 
-    from search.engine import Searcher
+    from pixfind.search.engine import Searcher
 
     store.delete_paths(["/p/3.jpg"])  # offsets shift past a deleted row; a rebuild follows
     searcher = Searcher(tmp_path)

@@ -13,16 +13,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pixfind.search.cold import snapshot
+from pixfind.search.cold.fastpath import text_search
+from pixfind.search.cold.texttower import (
+    PlainTextTower,
+    plain_text_cfg,
+    standalone_tokenizer_module,
+)
+from pixfind.search.encoder import get_open_clip, load_encoder, save_model_dir, text_recipe
+from pixfind.search.engine import Searcher
+from pixfind.search.index import INDEX_DIR
+from pixfind.search.types import EncoderSpec
 
-from search import snapshot
-from search.encoder import get_open_clip, load_encoder, save_model_dir, text_recipe
-from search.engine import Searcher
-from search.fastpath import text_search
-from search.index import INDEX_DIR
-from search.texttower import PlainTextTower, plain_text_cfg, standalone_tokenizer_module
-from search.types import EncoderSpec
-
-from .conftest import ROOT, make_picture
+from ..conftest import ROOT, make_picture
 
 TEXTS = [
     "a dog",
@@ -55,7 +58,7 @@ def model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory, model_dir) -> Path:
     """An index of 24 real image files built by the real indexer with a model directory."""
-    from indexer.pipeline import IndexOptions, run_index
+    from pixfind.indexer.pipeline import IndexOptions, run_index
 
     root = tmp_path_factory.mktemp("fast-photos")
     for i in range(24):
@@ -152,7 +155,7 @@ def _cli(home: Path, *args: str, env: dict | None = None) -> tuple[dict, list[st
     code = (
         "import runpy, sys\n"
         "try:\n"
-        "    runpy.run_module('cli', run_name='__main__')\n"
+        "    runpy.run_module('pixfind.cli', run_name='__main__')\n"
         "finally:\n"
         "    heavy = [m for m in ('open_clip', 'lancedb') if m in sys.modules]\n"
         "    print('IMPORTED', ','.join(heavy), file=sys.stderr)\n"
@@ -163,7 +166,7 @@ def _cli(home: Path, *args: str, env: dict | None = None) -> tuple[dict, list[st
         capture_output=True,
         text=True,
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        env={**os.environ, **(env or {})},
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -184,7 +187,7 @@ def test_cold_cli_search_skips_open_clip_and_lancedb(indexed):
 
 
 def test_stale_snapshot_is_not_used(tmp_path, indexed):
-    from search.store import Store
+    from pixfind.search.store import Store
 
     home = tmp_path / "home"
     shutil.copytree(indexed, home)
@@ -202,7 +205,7 @@ def test_stale_snapshot_is_not_used(tmp_path, indexed):
 def test_recreated_table_with_the_same_version_number_gets_a_new_index(tmp_path, model_dir):
     """db/ deleted and a different folder indexed: the table can reach the old version number,
     and neither path may then serve the old FAISS index or snapshot."""
-    from indexer.pipeline import IndexOptions, run_index
+    from pixfind.indexer.pipeline import IndexOptions, run_index
 
     home, spec = tmp_path / "home", EncoderSpec(str(model_dir), None)
     first, second = tmp_path / "first", tmp_path / "second"

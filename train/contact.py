@@ -7,9 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
-
-from .images import DecodeError, decode_file
-from .types import Hit
+from pixfind.search.images import DecodeError, decode_file
+from pixfind.search.types import Hit
 
 GOOD = (40, 160, 60)
 BAD = (200, 40, 40)

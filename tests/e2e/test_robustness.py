@@ -11,15 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from pixfind.indexer import IndexOptions, run_index
+from pixfind.search.encoder import load_encoder
+from pixfind.search.images import content_hash, decode_file
+from pixfind.search.store import Store
+from pixfind.search.types import EncoderSpec
 
-from indexer import IndexOptions, run_index
-from search.encoder import load_encoder
-from search.images import content_hash, decode_file
-from search.store import Store
-from search.types import EncoderSpec
-
-from . import badfiles
-from .conftest import make_picture
+from .. import badfiles
+from ..conftest import make_picture
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +118,7 @@ def test_unreadable_file_reason_when_running_as_root(tmp_path):
         pytest.skip("not root: test_unreadable_file_is_skipped covers it through the pipeline")
     import tempfile
 
-    from search.images import DecodeError
+    from pixfind.search.images import DecodeError
 
     folder = Path(tempfile.mkdtemp(dir="/tmp"))
     try:

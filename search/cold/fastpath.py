@@ -18,9 +18,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..types import Hit
 from . import snapshot
 from .texttower import PlainTextTower, fast_path_enabled
-from .types import Hit
 
 
 def text_search(
@@ -41,7 +41,7 @@ def text_search(
 
 
 def _text_search(home, text, k, min_score, sort, caption_weight, device) -> list[Hit] | None:
-    from .engine import (
+    from ..engine import (
         DEFAULT_CAPTION_WEIGHT,
         MAX_K,
         MAX_QUERY_CHARS,
@@ -49,7 +49,7 @@ def _text_search(home, text, k, min_score, sort, caption_weight, device) -> list
         make_hits,
         top_candidates,
     )
-    from .index import INDEX_DIR, VectorIndex
+    from ..index import INDEX_DIR, VectorIndex
 
     text = text.strip()
     weight = DEFAULT_CAPTION_WEIGHT if caption_weight is None else caption_weight

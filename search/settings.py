@@ -1,0 +1,107 @@
+"""Every ``PIXFIND_*`` environment variable, read in this one place.
+
+A frozen dataclass rather than pydantic-settings' ``BaseSettings``: importing pydantic costs
+0.25-0.5 s on this project's 2-core machine, a quarter of the cold ``pixfind search`` budget
+(README "Benchmarks"), and these few flat values need no validation library. The server's
+settings (api/settings.py) start from the same object. Nothing here changes the environment or
+logging; ``quiet_libraries`` does, when a command calls it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+# the FAISS index (search/index.py): memory budget, exact-search threshold, ANN recall target
+MEMORY_BUDGET_MB = 4096.0
+FLAT_MAX_ROWS = 50_000
+TARGET_RECALL = 0.95
+DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    try:
+        return float(env.get(name, default))
+    except ValueError:
+        return default
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    """On unless set to 0 (the switches exist to measure a baseline)."""
+    return env.get(name, "1") != "0"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path | None = None  # PIXFIND_HOME: the default index directory
+    index: str | None = None  # PIXFIND_INDEX: the index the CLI and server use
+    log: str = "critical"  # PIXFIND_LOG: level of the libraries' own log lines
+    fast_path: bool = True  # PIXFIND_FAST_PATH=0: no cold path, no query snapshot
+    text_tower: bool = True  # PIXFIND_TEXT_TOWER=0: text queries load the full model
+    index_kind: str = "auto"  # PIXFIND_INDEX_KIND: auto | flat | ivfpq | hnsw
+    index_memory_mb: float = MEMORY_BUDGET_MB  # PIXFIND_INDEX_MEMORY_MB
+    flat_max_rows: int = FLAT_MAX_ROWS  # PIXFIND_FLAT_MAX_ROWS
+    target_recall: float = TARGET_RECALL  # PIXFIND_TARGET_RECALL
+    token: str | None = None  # PIXFIND_TOKEN: bearer token of the HTTP API
+    device: str = "auto"  # PIXFIND_DEVICE: the server's device
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES  # PIXFIND_MAX_UPLOAD_BYTES
+    cors_origins: tuple[str, ...] = ()  # PIXFIND_CORS_ORIGINS, comma-separated
+    hf_offline: bool = False  # HF_HUB_OFFLINE=1 (Hugging Face's own switch, for messages)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        home = env.get("PIXFIND_HOME")
+        return cls(
+            home=Path(home).expanduser() if home else None,
+            index=env.get("PIXFIND_INDEX") or None,
+            log=env.get("PIXFIND_LOG", "critical"),
+            fast_path=_flag(env, "PIXFIND_FAST_PATH"),
+            text_tower=_flag(env, "PIXFIND_TEXT_TOWER"),
+            index_kind=(env.get("PIXFIND_INDEX_KIND") or "auto").lower(),
+            index_memory_mb=_number(env, "PIXFIND_INDEX_MEMORY_MB", MEMORY_BUDGET_MB),
+            flat_max_rows=int(_number(env, "PIXFIND_FLAT_MAX_ROWS", FLAT_MAX_ROWS)),
+            target_recall=_number(env, "PIXFIND_TARGET_RECALL", TARGET_RECALL),
+            token=env.get("PIXFIND_TOKEN") or None,
+            device=env.get("PIXFIND_DEVICE", "auto"),
+            max_upload_bytes=int(
+                _number(env, "PIXFIND_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES)
+            ),
+            cors_origins=tuple(o for o in env.get("PIXFIND_CORS_ORIGINS", "").split(",") if o),
+            hf_offline=env.get("HF_HUB_OFFLINE") == "1",
+        )
+
+
+def get_settings() -> Settings:
+    """The settings as the environment says now (cheap; not cached, so a test or a caller that
+    sets a variable sees it take effect)."""
+    return Settings.from_env()
+
+
+def default_home() -> Path:
+    """``$PIXFIND_HOME``, else ``$XDG_DATA_HOME/pixfind``, else ``~/.local/share/pixfind``."""
+    home = get_settings().home
+    if home:
+        return home
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg).expanduser() / "pixfind"
+
+
+def resolve_home(index: str | os.PathLike | None) -> Path:
+    return (Path(index).expanduser() if index else default_home()).resolve()
+
+
+def quiet_libraries(level: str | None = None) -> None:
+    """Called by the CLI and the server at start, never at import: open_clip, lancedb and lance
+    log chatty warnings and errors that pixfind reports itself as one clear line
+    (``PIXFIND_LOG=debug`` shows theirs)."""
+    level = (level or get_settings().log).upper()
+    logging.basicConfig(
+        level=getattr(logging, level, logging.CRITICAL), format="%(name)s: %(message)s"
+    )
+    if level != "DEBUG":
+        os.environ.setdefault("LANCE_LOG", "error")
+        logging.getLogger("lancedb").setLevel(logging.ERROR)
