@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from pixfind.search.errors import PixfindError
 from pixfind.search.settings import resolve_home
+from pixfind.search.types import display_path
 from pixfind.train import demo
 from rich.console import Console
 from rich.markup import escape
@@ -266,14 +267,9 @@ def _print_report(report) -> None:
     if report.skipped:
         shown = report.skipped[:20]
         for path, reason in shown:
-            out.print(f"  [yellow]skipped[/] {escape(_shown(path))}: {escape(reason)}")
+            out.print(f"  [yellow]skipped[/] {escape(display_path(path))}: {escape(reason)}")
         if len(report.skipped) > len(shown):
             out.print(f"  ... and {len(report.skipped) - len(shown)} more (use --json for all)")
-
-
-def _shown(path: str) -> str:
-    """A path safe to print: undecodable bytes of non-UTF-8 names shown as U+FFFD."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _day_bound(text: str, end: bool) -> float:
@@ -294,9 +290,9 @@ def _day_bound(text: str, end: bool) -> float:
 def _filters(folder, after, before, min_width, min_height, types):
     import os
 
-    from pixfind.search.types import Filters
+    from pixfind.search.types import Filters, is_glob
 
-    if folder and not any(ch in folder for ch in "*?["):
+    if folder and not is_glob(folder):
         folder = os.path.abspath(os.path.expanduser(folder))
     return Filters(
         folder=folder or None,
@@ -435,7 +431,7 @@ def search_cmd(
             cap_text = f"{cap:>7.3f}" if cap is not None else f"{'-':>7}"
             sys.stdout.write(
                 f"{h.rank:>4}  {h.score:>6.3f}  {h.extra['image_score']:>6.3f}  {cap_text}  "
-                f"{_shown(h.path)}\n"
+                f"{display_path(h.path)}\n"
             )
             if cap is not None:
                 w = h.extra["caption_weight"]
@@ -447,7 +443,7 @@ def search_cmd(
         return
     sys.stdout.write(f"{'rank':>4}  {'score':>6}  path\n")
     for h in hits:
-        sys.stdout.write(f"{h.rank:>4}  {h.score:>6.3f}  {_shown(h.path)}\n")
+        sys.stdout.write(f"{h.rank:>4}  {h.score:>6.3f}  {display_path(h.path)}\n")
 
 
 # ---------------------------------------------------------------------------------------------

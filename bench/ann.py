@@ -32,7 +32,7 @@ from pixfind.search.index import (  # noqa: E402
     build_faiss,
     choose_index,
     exact_topk,
-    recall_at,
+    neighbour_recall,
 )
 
 from bench.common import clustered, percentiles, queries_like, sizes_arg  # noqa: E402
@@ -69,7 +69,7 @@ def bench_faiss(name, x, plan, queries, truth, tmp):
     return {
         "method": name,
         "config": f"{plan.factory} {params}",
-        "recall": recall_at(found, truth),
+        "recall": neighbour_recall(found, truth),
         "times": times,
         "build_s": build,
         "bytes": faiss_bytes(index, len(x), tmp),
@@ -123,7 +123,7 @@ def bench_lance(x, queries, truth, tmp):
 
     for nprobes in (8, 16, 32, 64, 128, 256):
         found, times = single_queries(lambda q, p=nprobes: search(q, p), queries)
-        recall = recall_at(found, truth)
+        recall = neighbour_recall(found, truth)
         if recall >= 0.95 or nprobes >= partitions:
             break
     return {

@@ -157,7 +157,7 @@ def exact_topk(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     return best_p
 
 
-def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
+def neighbour_recall(found: np.ndarray, truth: np.ndarray) -> float:
     """Mean fraction of each exact top-k found in the approximate top-k."""
     pairs = zip(found, truth, strict=True)
     hits = sum(len(set(f[f >= 0].tolist()) & set(t.tolist())) for f, t in pairs)
@@ -202,7 +202,10 @@ def tune(
         _, found = index.search(queries, k)
         # the target must hold for both kinds of query, not just on average: near-duplicate
         # queries inside a dense cluster are the hard case for PQ (ties among near neighbours)
-        recall = min(recall_at(found[:half], truth[:half]), recall_at(found[half:], truth[half:]))
+        recall = min(
+            neighbour_recall(found[:half], truth[:half]),
+            neighbour_recall(found[half:], truth[half:]),
+        )
         if recall > best[1]:
             best = (params, recall)
         if recall >= target:

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import IndexMismatch, NoIndex, NotFound
-from .types import EncoderSpec, Filters, ImageRecord, ModelInfo
+from .types import EncoderSpec, Filters, ImageRecord, ModelInfo, is_glob
 
 SCHEMA_VERSION = 2  # 2: metadata, captions (+ vectors), non-UTF-8 paths (path_raw)
 TABLE = "images"
@@ -65,11 +65,6 @@ def stored_path(path: str) -> tuple[str, bytes | None]:
 
 def real_path(text: str, raw: bytes | None) -> str:
     return raw.decode("utf-8", "surrogateescape") if raw is not None else text
-
-
-def display_path(path: str) -> str:
-    """A path safe to print: undecodable bytes shown as U+FFFD."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _sql_str(value: str) -> str:
@@ -204,18 +199,6 @@ class Store:
         return dict(
             zip(paths, zip(t["mtime"].to_pylist(), t["size"].to_pylist(), strict=True), strict=True)
         )
-
-    def vectors_by_hash(self, hashes: Iterable[str]) -> dict[str, np.ndarray]:
-        """content_hash -> vector for rows that already hold these contents (moves, renames)."""
-        hashes = sorted(set(hashes))
-        out: dict[str, np.ndarray] = {}
-        for start in range(0, len(hashes), 500):
-            chunk = ",".join(_sql_str(h) for h in hashes[start : start + 500])
-            t = self._scan(["content_hash", "vector"], f"content_hash IN ({chunk})")
-            vecs = _vectors(t)
-            for h, v in zip(t["content_hash"].to_pylist(), vecs, strict=True):
-                out[h] = v
-        return out
 
     def known_hashes(self) -> set[str]:
         """Every content hash in the index: one scan per run, so batches look up moves in
@@ -389,7 +372,7 @@ def _record(row: dict) -> ImageRecord:
 
 def folder_matcher(folder: str):
     """A predicate on paths: a glob (``*/trips/*``) or a folder prefix (``/photos/trips``)."""
-    if any(ch in folder for ch in "*?["):
+    if is_glob(folder):
         return lambda p: fnmatch.fnmatchcase(p, folder)
     prefix = folder.rstrip(os.sep) or os.sep
     return lambda p: p == prefix or p.startswith(prefix.rstrip(os.sep) + os.sep)

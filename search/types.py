@@ -131,10 +131,20 @@ class Hit:
             "rank": self.rank,
             "score": round(float(self.score), 6),
             "id": self.id,
-            # undecodable bytes of non-UTF-8 names as U+FFFD: JSON must be valid UTF-8
-            "path": self.path.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
+            "path": display_path(self.path),  # JSON must be valid UTF-8
             "width": self.width,
             "height": self.height,
         }
         out.update(self.extra)
         return out
+
+
+def display_path(path: str) -> str:
+    """A path safe to print or serialise: undecodable bytes of non-UTF-8 names (kept as
+    surrogate escapes, as os.scandir gives them) shown as U+FFFD."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def is_glob(text: str) -> bool:
+    """``--folder '*/trips/*'`` is a path glob; ``--folder ~/trips`` a folder."""
+    return any(ch in text for ch in "*?[")

@@ -82,7 +82,7 @@ def encode_paths(
     return (np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32)), rows, skipped
 
 
-def recall_at(
+def retrieval_recall(
     image_vecs: np.ndarray,
     text_vecs: np.ndarray,
     caption_image: np.ndarray,
@@ -129,7 +129,7 @@ def retrieval(
         texts.extend(coll.captions[path])
         owner.extend([row] * len(coll.captions[path]))
     text_vecs = encoder.encode_texts(texts)
-    t2i, i2t = recall_at(vecs, text_vecs, np.asarray(owner), ks)
+    t2i, i2t = retrieval_recall(vecs, text_vecs, np.asarray(owner), ks)
     return RetrievalScores(len(kept), len(texts), t2i, i2t, list(coll.problems) + skipped)
 
 

@@ -10,7 +10,7 @@ import pytest
 from pixfind.search.encoder import load_encoder
 from pixfind.search.types import EncoderSpec
 from pixfind.train.demodata import COLOURS, SHAPES, AttrQuery, generate, read_scenes
-from pixfind.train.evaluate import recall_at, retrieval
+from pixfind.train.evaluate import retrieval, retrieval_recall
 from pixfind.train.fit import TrainError, TrainOptions, lr_at, train
 
 from tests.conftest import SHARED_PHOTOS, json_out
@@ -43,7 +43,7 @@ def test_recall_at_follows_the_clip_benchmark_protocol():
     # captions 0,1 -> image 0; caption 2 -> image 1; caption 3 -> image 2 (but closest to image 0)
     texts = _vec([1, 0.1, 0], [0.1, 1, 0], [0, 1, 0.2], [1, 0, 0.5])
     owner = np.array([0, 0, 1, 2])
-    t2i, i2t = recall_at(images, texts, owner, ks=(1, 2, 3))
+    t2i, i2t = retrieval_recall(images, texts, owner, ks=(1, 2, 3))
     assert t2i == {1: 0.5, 2: 1.0, 3: 1.0}  # caption 1 ranks image 1 first; caption 3 image 0
     # image 1's nearest caption is caption 1 (image 0's), its own caption 2 comes second
     assert i2t == {1: pytest.approx(2 / 3), 2: 1.0, 3: 1.0}
