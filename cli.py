@@ -375,7 +375,7 @@ def search_cmd(
     """
     from pixfind.search.engine import Searcher
     from pixfind.search.errors import BadQuery
-    from pixfind.search.query import make_terms
+    from pixfind.search.query import Query, make_terms
 
     if (query is None) == (image is None):
         raise BadQuery("give either a text query or --image PATH (not both)")
@@ -387,26 +387,15 @@ def search_cmd(
         add_image or (),
         subtract_image or (),
     )
-    filters = _filters(folder, after, before, min_width, min_height, file_type)
-    spec = _spec(model, pretrained)
-    opts = {"filters": filters or None, "min_score": min_score, "sort": sort}
-    hits = None
-    plain = len(terms) == 1 and terms[0].kind == "text" and terms[0].weight == 1.0
-    if plain and spec is None and not filters:  # no open_clip, no LanceDB: search/fastpath.py
-        from pixfind.search.cold.fastpath import text_search
-
-        hits = text_search(
-            home(), terms[0].value, top_k, min_score=min_score, sort=sort,
-            caption_weight=caption_weight, device=device,
-        )  # fmt: skip
-    if hits is None:
-        searcher = Searcher(home(), spec, device)
-        if len(terms) > 1 or terms[0].weight != 1.0:
-            hits = searcher.search_terms(terms, top_k, caption_weight=caption_weight, **opts)
-        elif image:
-            hits = searcher.search_image(image, top_k, **opts)
-        else:
-            hits = searcher.search(query, top_k, caption_weight=caption_weight, **opts)
+    request = Query(
+        terms=tuple(terms),
+        filters=_filters(folder, after, before, min_width, min_height, file_type) or None,
+        k=top_k,
+        min_score=min_score,
+        sort=sort,
+        caption_weight=caption_weight,
+    )
+    hits = Searcher(home(), _spec(model, pretrained), device).run(request).hits
     if as_json:
         payload = {"query": query or str(image), "results": [h.to_dict() for h in hits]}
         if len(terms) > 1:
@@ -414,36 +403,36 @@ def search_cmd(
                 {"kind": t.kind, "value": t.value, "weight": t.weight} for t in terms
             ]
         out.print_json(data=payload)
-        return
-    if paths_only:
+    elif paths_only:
         for h in hits:
             sys.stdout.buffer.write(h.path.encode("utf-8", "surrogateescape") + b"\n")
         sys.stdout.flush()
-        return
-    if not hits:
+    elif not hits:
         out.print("no matches")
-        return
-    # plain columns rather than a rich table: long paths must never be cut or folded
-    if explain:
-        sys.stdout.write(f"{'rank':>4}  {'score':>6}  {'image':>6}  {'caption':>7}  path\n")
+    else:
+        _print_hits(hits, explain)
+
+
+def _print_hits(hits, explain: bool) -> None:
+    """Plain columns rather than a rich table: long paths must never be cut or folded."""
+    if not explain:
+        sys.stdout.write(f"{'rank':>4}  {'score':>6}  path\n")
         for h in hits:
-            cap = h.extra.get("caption_score")
-            cap_text = f"{cap:>7.3f}" if cap is not None else f"{'-':>7}"
-            sys.stdout.write(
-                f"{h.rank:>4}  {h.score:>6.3f}  {h.extra['image_score']:>6.3f}  {cap_text}  "
-                f"{display_path(h.path)}\n"
-            )
-            if cap is not None:
-                w = h.extra["caption_weight"]
-                sys.stdout.write(
-                    f"      = {1 - w:.2f} x image {h.extra['image_score']:.3f} + {w:.2f} x "
-                    f"caption {h.extra['caption_scaled']:.3f} (cosine {cap:.3f}) "
-                    f"for {h.extra['caption']!r}\n"
-                )
+            sys.stdout.write(f"{h.rank:>4}  {h.score:>6.3f}  {display_path(h.path)}\n")
         return
-    sys.stdout.write(f"{'rank':>4}  {'score':>6}  path\n")
+    sys.stdout.write(f"{'rank':>4}  {'score':>6}  {'image':>6}  {'caption':>7}  path\n")
     for h in hits:
-        sys.stdout.write(f"{h.rank:>4}  {h.score:>6.3f}  {display_path(h.path)}\n")
+        cap = h.caption
+        cap_text = f"{cap.cosine:>7.3f}" if cap else f"{'-':>7}"
+        sys.stdout.write(
+            f"{h.rank:>4}  {h.score:>6.3f}  {h.image_score:>6.3f}  {cap_text}  "
+            f"{display_path(h.path)}\n"
+        )
+        if cap:
+            sys.stdout.write(
+                f"      = {1 - cap.weight:.2f} x image {h.image_score:.3f} + {cap.weight:.2f} x "
+                f"caption {cap.scaled:.3f} (cosine {cap.cosine:.3f}) for {cap.text!r}\n"
+            )
 
 
 # ---------------------------------------------------------------------------------------------

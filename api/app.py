@@ -24,13 +24,14 @@ from pixfind.search.errors import (
     NotFound,
     PixfindError,
     UnknownModel,
+    UnsupportedImage,
 )
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from .deps import get_settings
 from .routes import images, search, status
-from .service import FileGone, Service, UnsupportedImage
+from .service import FileGone, Service
 from .settings import Settings
 from .upload import TooLarge
 

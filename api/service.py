@@ -16,15 +16,15 @@ import os
 import stat
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from pixfind.search.engine import Searcher
+from pixfind.search.engine import Results, Searcher
 from pixfind.search.errors import BadQuery, IndexMismatch, NotFound
 from pixfind.search.images import DecodeError, content_hash, decode_bytes
 from pixfind.search.index import VectorIndex
+from pixfind.search.query import Query
 from pixfind.search.store import META_KEY
-from pixfind.search.types import Hit, ImageRecord, ModelInfo
+from pixfind.search.types import ImageRecord, ModelInfo
 
 from .settings import THUMBNAIL_SIZES, Settings
 
@@ -49,10 +49,6 @@ IMAGE_TYPES = {
 
 class FileGone(Exception):
     """An indexed file that is missing or changed on disk since it was indexed."""
-
-
-class UnsupportedImage(Exception):
-    """An upload that is not a decodable image."""
 
 
 class LockedSearcher(Searcher):
@@ -97,13 +93,6 @@ class LockedSearcher(Searcher):
             raise IndexMismatch(self._mismatch)
 
 
-@dataclass
-class Page:
-    hits: list[Hit]
-    took_ms: float
-    next_offset: int | None
-
-
 class Service:
     def __init__(self, settings: Settings, searcher: LockedSearcher):
         self.settings = settings
@@ -112,7 +101,7 @@ class Service:
     @classmethod
     def open(cls, settings: Settings) -> Service:
         """Open the index and load its encoder (raises NoIndex, IndexMismatch, UnknownModel)."""
-        searcher = LockedSearcher(settings.index, device=settings.device)
+        searcher = LockedSearcher(settings.index, device=settings.device, cold=False)
         searcher.encoder  # noqa: B018 - load the model now, not on the first request
         return cls(settings, searcher)
 
@@ -124,35 +113,9 @@ class Service:
         self.searcher.refresh_if_due(self.settings.refresh_seconds)
         return self.searcher
 
-    # -- searching -------------------------------------------------------------
-    def _page(self, run, k: int, offset: int) -> Page:
-        """Run a top-(offset+k+1) search and slice it: the extra hit says whether more exist."""
-        start = time.perf_counter()
-        hits = run(offset + k + 1)
-        page = hits[offset : offset + k]
-        took = (time.perf_counter() - start) * 1000
-        return Page(page, took, offset + k if len(hits) > offset + k else None)
-
-    def search_text(self, q: str, k: int, offset: int) -> Page:
-        searcher = self._fresh()
-        return self._page(lambda n: searcher.search(q, n), k, offset)
-
-    def similar(self, image_id: int, k: int, offset: int) -> Page:
-        searcher = self._fresh()
-        return self._page(lambda n: searcher.similar(image_id, n), k, offset)
-
-    def search_upload(self, data: bytes, k: int, offset: int) -> Page:
-        searcher = self._fresh()
-        start = time.perf_counter()
-        encoder = searcher.encoder
-        try:
-            decoded = decode_bytes(data, draft_size=encoder.image_size)
-        except DecodeError as exc:
-            raise UnsupportedImage(f"the upload is not a usable image: {exc}") from exc
-        vector = encoder.encode_images([decoded.image])[0]
-        page = self._page(lambda n: searcher.search_vector(vector, n), k, offset)
-        page.took_ms = (time.perf_counter() - start) * 1000
-        return page
+    def search(self, query: Query) -> Results:
+        """One page of a text, "more like this" or uploaded-image search."""
+        return self._fresh().run(query)
 
     # -- files -----------------------------------------------------------------
     def record(self, image_id: int) -> ImageRecord:

@@ -47,7 +47,6 @@ def main() -> None:
     args = parser.parse_args()
 
     from pixfind.indexer import IndexOptions, run_index
-    from pixfind.search import engine
     from pixfind.search.encoder import load_encoder
     from pixfind.search.engine import Searcher
     from pixfind.search.types import EncoderSpec
@@ -70,7 +69,6 @@ def main() -> None:
         sys.exit(f"skipped: no captions found in {args.data or SHARED}")
     images = sorted(i for i, c in by_image.items() if len(c) >= 1 + args.queries_per_photo)
     images = images[: args.n]
-    engine.CALIBRATE = not args.raw
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "photos"
@@ -87,6 +85,7 @@ def main() -> None:
         run_index(Path(tmp) / "index", IndexOptions(roots=[str(root)]), encoder=encoder)
         searcher = Searcher(Path(tmp) / "index")
         searcher._encoder = encoder
+        searcher.calibrate = not args.raw
         print(
             f"indexed {len(images)} photos ({len(jsonl)} captioned) in "
             f"{time.perf_counter() - t0:.1f}s with {encoder.info.label}"

@@ -1,16 +1,17 @@
-"""The query side: encode a text or image query with the index's model and rank by cosine."""
+"""The query side: ``Searcher.run(Query)`` encodes the query with the index's model and ranks
+by cosine. It picks the path itself: a plain text query in a fresh process takes the cold
+path (search/cold/: no open_clip, no LanceDB), everything else the warm one."""
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .cold.snapshot import HitRecord
-from .cold.texttower import fast_path_enabled
 from .encoder import (
     Encoder,
     TextEncoder,
@@ -18,42 +19,77 @@ from .encoder import (
     load_text_encoder,
     text_recipe,
 )
-from .errors import BadQuery, EmptyIndex, IndexMismatch
-from .images import load_query_image
+from .errors import BadQuery, EmptyIndex, IndexMismatch, UnsupportedImage
+from .images import DecodeError, decode_bytes, load_query_image
 from .index import VectorIndex
-from .query import Term, combine
-from .settings import resolve_home
+from .query import MAX_K, MAX_QUERY_CHARS, SORTS, Query, Term, combine
+from .ranking import (
+    Candidate,
+    by_date,
+    fused_candidates,
+    image_candidates,
+    make_hits,
+    search_dropping,
+    search_positions,
+    top_candidates,
+)
+from .settings import get_settings, resolve_home
 from .store import Captioned, Store, rebuild_hint
 from .types import EncoderSpec, Filters, Hit, ImageRecord
 
-MAX_K = 10_000
-MAX_QUERY_CHARS = 1_000
+__all__ = ["MAX_K", "MAX_QUERY_CHARS", "SORTS", "Query", "Results", "Searcher", "open_index"]
+
 # Weight of the best caption's similarity in a captioned image's score; see README
 # "Captions" for the eval that chose it (bench/caption_weight.py).
 DEFAULT_CAPTION_WEIGHT = 0.7
-SORTS = ("score", "date")
-# (score, id, image score, (caption cosine, caption scaled) or None, best caption or None)
-Candidate = tuple[float, int, float, tuple[float, float] | None, str | None]
+
+
+@dataclass(frozen=True)
+class Results:
+    """One page of hits; ``next_offset`` is None on the last page."""
+
+    hits: list[Hit]
+    next_offset: int | None
+    took_ms: float
+    path: str  # "cold" or "warm": which path answered
 
 
 class Searcher:
-    """Search one index. The encoder and the FAISS index load lazily, once."""
+    """Search one index. The store, the encoder and the FAISS index load lazily, once."""
 
     def __init__(
         self,
         home: str | os.PathLike | None = None,
         spec: EncoderSpec | None = None,
         device: str = "auto",
+        cold: bool = True,
     ):
         self.home = resolve_home(home)
-        self.store = Store.open(self.home)
+        Store.require(self.home)
         self.device = device
-        self.spec = self.store.check_spec(spec) if spec else self.store.info.spec
+        self.caption_weight = DEFAULT_CAPTION_WEIGHT
+        self.calibrate = True  # caption similarities on the image scores' scale
+        self._requested = spec
+        self._cold_allowed = cold and spec is None
+        self._store: Store | None = None
+        self._spec: EncoderSpec | None = None
         self._encoder: Encoder | None = None
         self._text_encoder: TextEncoder | Encoder | None = None
         self._index: VectorIndex | None = None
         self._captioned: tuple[int, Captioned] | None = None
-        self.caption_weight = DEFAULT_CAPTION_WEIGHT
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store.open(self.home)
+        return self._store
+
+    @property
+    def spec(self) -> EncoderSpec:
+        if self._spec is None:
+            requested = self._requested
+            self._spec = self.store.check_spec(requested) if requested else self.store.info.spec
+        return self._spec
 
     @property
     def encoder(self) -> Encoder:
@@ -97,7 +133,89 @@ class Searcher:
     def __len__(self) -> int:
         return self.store.count()
 
-    # -- queries ---------------------------------------------------------------
+    # -- the one entry point ---------------------------------------------------------------
+    def run(self, query: Query) -> Results:
+        """Answer a query: one page of hits, ranked exactly among the photos its filters
+        allow. The first plain text query of a fresh searcher may take the cold path; its hits
+        are the warm path's, hit for hit (tests/e2e/test_fast_query.py)."""
+        start = time.perf_counter()
+        end = query.offset + query.k
+        # the top end+1 by score (one more than the page says whether more exist); a date
+        # order sorts the top end by score
+        hits, path = self._cold(query, end + 1), "cold"
+        if hits is None:
+            hits, path = self._warm(query, end + 1), "warm"
+        more = len(hits) > end
+        hits = by_date(hits[:end]) if query.sort == "date" else hits[:end]
+        took = (time.perf_counter() - start) * 1000
+        return Results(hits[query.offset :], end if more else None, took, path)
+
+    def _cold(self, query: Query, want: int) -> list[Hit] | None:
+        text = query.plain_text
+        nothing_loaded = self._store is None and self._text_encoder is None
+        if text is None or query.filters or not (self._cold_allowed and nothing_loaded):
+            return None
+        from .cold.fastpath import text_search
+
+        self._cold_allowed = False  # once: a searcher that stays loads the warm path
+        return text_search(
+            self.home, text, want, min_score=query.min_score, sort="score",
+            caption_weight=self._weight(query), device=self.device,
+        )  # fmt: skip
+
+    def _warm(self, query: Query, want: int) -> list[Hit]:
+        vector, exclude = self._query_vector(query)
+        return self.search_vector(
+            vector,
+            want,
+            exclude,
+            filters=query.filters,
+            caption_weight=self._weight(query) if query.texty else 0.0,
+            min_score=query.min_score,
+        )
+
+    def _weight(self, query: Query) -> float:
+        return self.caption_weight if query.caption_weight is None else query.caption_weight
+
+    def _query_vector(self, query: Query) -> tuple[np.ndarray, list[int]]:
+        """The query's vector and the indexed images to leave out of its results: the image
+        asked about, or indexed images used as positive terms."""
+        if query.similar_to is not None:
+            return self.store.vector(query.similar_to), [query.similar_to]
+        if query.upload is not None:
+            try:
+                decoded = decode_bytes(query.upload, draft_size=self.encoder.image_size)
+            except DecodeError as exc:
+                raise UnsupportedImage(f"the upload is not a usable image: {exc}") from exc
+            return self.encoder.encode_images([decoded.image])[0], []
+        exclude = []
+        for t in query.terms:
+            if t.kind == "image" and t.weight > 0:
+                own = self.store.id_for_path(str(Path(t.value).expanduser().resolve()))
+                if own is not None:
+                    exclude.append(own)
+        return self.terms_vector(query.terms), exclude
+
+    # -- conveniences over run (the Python API) --------------------------------------------
+    def search(self, text: str, k: int = 10, **options) -> list[Hit]:
+        """Text search; images with captions score ``(1-w)*image + w*best caption``.
+        Options: filters, caption_weight, min_score, sort, offset."""
+        return self.run(Query.text(text, k=k, **options)).hits
+
+    def search_image(self, path: str | os.PathLike, k: int = 10, **options) -> list[Hit]:
+        """Images like the one at ``path``; that image itself is left out when indexed."""
+        return self.run(Query.image(str(path), k=k, **options)).hits
+
+    def similar(self, image_id: int, k: int = 10, **options) -> list[Hit]:
+        """'More like this' for an indexed image, leaving the image itself out."""
+        return self.run(Query(similar_to=image_id, k=k, **options)).hits
+
+    def search_terms(self, terms: Sequence[Term], k: int = 10, **options) -> list[Hit]:
+        """``"dog" + 2*"beach" - "people" + image``: captions count when a text term leads;
+        indexed images used as positive terms are left out of the results."""
+        return self.run(Query(terms=tuple(terms), k=k, **options)).hits
+
+    # -- vectors ---------------------------------------------------------------------------
     def text_vector(self, text: str) -> np.ndarray:
         text = text.strip()
         if not text:
@@ -110,6 +228,17 @@ class Searcher:
         decoded = load_query_image(path, draft_size=self.encoder.image_size)
         return self.encoder.encode_images([decoded.image])[0]
 
+    def terms_vector(self, terms: Sequence[Term]) -> np.ndarray:
+        """The vector of a query-algebra expression (see search/query.py); a single
+        unweighted term is its own vector."""
+        vectors = [
+            self.text_vector(t.value) if t.kind == "text" else self.image_vector(t.value)
+            for t in terms
+        ]
+        if len(terms) == 1 and terms[0].weight == 1.0:
+            return vectors[0]
+        return combine(vectors, [t.weight for t in terms])
+
     def captioned(self) -> Captioned:
         """Caption vectors of the index (cached per store version)."""
         version = self.store.version
@@ -117,104 +246,7 @@ class Searcher:
             self._captioned = (version, self.store.captioned())
         return self._captioned[1]
 
-    def search(
-        self,
-        text: str,
-        k: int = 10,
-        *,
-        filters: Filters | None = None,
-        caption_weight: float | None = None,
-        min_score: float | None = None,
-        sort: str = "score",
-    ) -> list[Hit]:
-        """Text search; images with captions score ``(1-w)*image + w*best caption``."""
-        weight = self.caption_weight if caption_weight is None else caption_weight
-        return self.search_vector(
-            self.text_vector(text),
-            k,
-            filters=filters,
-            caption_weight=weight,
-            min_score=min_score,
-            sort=sort,
-        )
-
-    def search_image(
-        self,
-        path: str | os.PathLike,
-        k: int = 10,
-        *,
-        filters: Filters | None = None,
-        min_score: float | None = None,
-        sort: str = "score",
-    ) -> list[Hit]:
-        """Images like the one at ``path``; that image itself is left out when indexed."""
-        own = self.store.id_for_path(str(Path(path).expanduser().resolve()))
-        return self.search_vector(
-            self.image_vector(path),
-            k,
-            exclude=[own] if own else (),
-            filters=filters,
-            min_score=min_score,
-            sort=sort,
-        )
-
-    def similar(
-        self,
-        image_id: int,
-        k: int = 10,
-        *,
-        filters: Filters | None = None,
-        min_score: float | None = None,
-        sort: str = "score",
-    ) -> list[Hit]:
-        """'More like this' for an indexed image, leaving the image itself out."""
-        return self.search_vector(
-            self.store.vector(image_id),
-            k,
-            exclude=[image_id],
-            filters=filters,
-            min_score=min_score,
-            sort=sort,
-        )
-
-    def terms_vector(self, terms: Sequence[Term]) -> np.ndarray:
-        """The combined vector of a query-algebra expression (see search/query.py)."""
-        vectors = [
-            self.text_vector(t.value) if t.kind == "text" else self.image_vector(t.value)
-            for t in terms
-        ]
-        return combine(vectors, [t.weight for t in terms])
-
-    def search_terms(
-        self,
-        terms: Sequence[Term],
-        k: int = 10,
-        *,
-        filters: Filters | None = None,
-        caption_weight: float | None = None,
-        min_score: float | None = None,
-        sort: str = "score",
-    ) -> list[Hit]:
-        """``"dog" + 2*"beach" - "people" + image``: captions count when a text term leads;
-        indexed images used as positive terms are left out of the results."""
-        exclude = []
-        for t in terms:
-            if t.kind == "image" and t.weight > 0:
-                own = self.store.id_for_path(str(Path(t.value).expanduser().resolve()))
-                if own is not None:
-                    exclude.append(own)
-        texty = any(t.kind == "text" and t.weight > 0 for t in terms)
-        weight = self.caption_weight if caption_weight is None else caption_weight
-        return self.search_vector(
-            self.terms_vector(terms),
-            k,
-            exclude=exclude,
-            filters=filters,
-            caption_weight=weight if texty else 0.0,
-            min_score=min_score,
-            sort=sort,
-        )
-
+    # -- ranking ---------------------------------------------------------------------------
     def search_vector(
         self,
         vector: np.ndarray,
@@ -226,14 +258,10 @@ class Searcher:
         min_score: float | None = None,
         sort: str = "score",
     ) -> list[Hit]:
-        """Exact top-k among the photos that pass ``filters``.
-
-        Every hit's ``extra`` carries ``image_score`` and, for captioned images when
-        ``caption_weight`` > 0, ``caption_score`` (raw cosine), ``caption_scaled`` (on the
-        image scores' scale, see calibrate_captions) and the best-matching ``caption``;
-        score = (1 - w) * image_score + w * caption_scaled."""
-        if not 1 <= k <= MAX_K:
-            raise BadQuery(f"k must be between 1 and {MAX_K}, got {k}")
+        """Exact top-k among the photos that pass ``filters``; captioned images score
+        (1 - w) * image + w * calibrated best caption when ``caption_weight`` w > 0."""
+        if k < 1:
+            raise BadQuery(f"k must be at least 1, got {k}")
         if not 0.0 <= caption_weight <= 1.0:
             raise BadQuery(f"caption weight must be between 0 and 1, got {caption_weight}")
         if sort not in SORTS:
@@ -254,25 +282,23 @@ class Searcher:
         # fusing (those are scored exactly below, image and caption together).
         drop = np.union1d(excluded, cap.ids) if fused else excluded
         if allowed is None and len(drop) <= len(index) // 2:
-            scores, ids, pos = _search_dropping(index, query, k, drop)
+            scores, ids, pos = search_dropping(index, query, k, drop)
         else:
             keep = np.ones(len(index.ids), bool) if allowed is None else np.isin(index.ids, allowed)
             if len(drop):
                 keep &= ~np.isin(index.ids, drop)
-            scores, ids, pos = _search_positions(index, query, k, np.flatnonzero(keep))
+            scores, ids, pos = search_positions(index, query, k, np.flatnonzero(keep))
         positions = dict(zip(ids.tolist(), pos.tolist(), strict=True))
-        candidates: list[Candidate] = [
-            (float(s), int(i), float(s), None, None) for s, i in zip(scores, ids, strict=True)
-        ]
+        candidates: list[Candidate] = image_candidates(scores, ids)
         if fused:
-            candidates += _fused_candidates(cap, query, k, caption_weight, allowed, excluded)
+            candidates += fused_candidates(
+                cap, query, k, caption_weight, allowed, excluded, self.calibrate
+            )
         candidates = top_candidates(candidates, k, min_score)
-        records = self._records(index, [c[1] for c in candidates], positions)
+        records = self._records(index, [c.id for c in candidates], positions)
         return make_hits(candidates, records, sort, caption_weight)
 
-    def _records(
-        self, index: VectorIndex, ids: list[int], positions: dict[int, int]
-    ) -> dict[int, ImageRecord | HitRecord]:
+    def _records(self, index: VectorIndex, ids: list[int], positions: dict[int, int]) -> dict:
         """Metadata of the hits. The FAISS index was built from this store version in row
         order, so FAISS positions are row offsets: k rows of the index's query snapshot
         (memory-mapped), else a LanceDB take, where an ``id IN (...)`` filter scans every row
@@ -280,163 +306,18 @@ class Searcher:
         elsewhere (captions), or the rows don't carry those ids."""
         fresh = index.infos.store_version == self.store.version
         if ids and fresh and all(i in positions for i in ids):
-            snap = index.records() if fast_path_enabled() else None
+            snap = index.records() if get_settings().fast_path else None
             if snap is not None:
                 found = snap.at([positions[i] for i in ids])
                 if set(found) == set(ids):
                     return found
             try:
-                found = self.store.records_at([positions[i] for i in ids])
+                found: dict[int, ImageRecord] = self.store.records_at([positions[i] for i in ids])
                 if set(found) == set(ids):
                     return found
             except Exception:  # noqa: S110 - any backend trouble: use the filter below
                 pass
         return self.store.records(ids)
-
-
-def top_candidates(candidates: list[Candidate], k: int, min_score: float | None) -> list[Candidate]:
-    """(score, id, image score, caption scores, caption) rows: best k at or over min_score."""
-    candidates = sorted(candidates, key=lambda c: -c[0])
-    if min_score is not None:
-        candidates = [c for c in candidates if c[0] >= min_score]
-    return candidates[:k]
-
-
-def make_hits(
-    candidates: list[Candidate],
-    records: dict[int, ImageRecord | HitRecord],
-    sort: str,
-    caption_weight: float,
-) -> list[Hit]:
-    kept = [(c, records[c[1]]) for c in candidates if c[1] in records]  # deleted meanwhile
-    if sort == "date":
-        kept.sort(key=lambda cr: -(cr[1].taken_at or 0.0))
-    hits = []
-    for (score, image_id, img_score, cap_score, caption), rec in kept:
-        extra = {
-            "image_score": round(img_score, 6),
-            "taken_at": _iso(rec.taken_at),
-            "file_type": rec.file_type,
-        }
-        if cap_score is not None:
-            extra.update(
-                caption_score=round(cap_score[0], 6),
-                caption_scaled=round(cap_score[1], 6),
-                caption=caption,
-                caption_weight=caption_weight,
-            )
-        hits.append(Hit(len(hits) + 1, score, image_id, rec.path, rec.width, rec.height, extra))
-    return hits
-
-
-def _iso(stamp: float | None) -> str | None:
-    if not stamp:
-        return None
-    try:
-        return datetime.fromtimestamp(stamp).isoformat(timespec="seconds")
-    except (OverflowError, OSError, ValueError):
-        return None
-
-
-def _search_dropping(
-    index: VectorIndex, query: np.ndarray, k: int, drop: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Top-k (scores, ids, positions) over all rows but the ids in ``drop``: over-fetch and
-    filter, growing the fetch until k remain (cheaper than a selector over every row)."""
-    want = min(len(index), k + len(drop))
-    while True:
-        scores, pos = index.search_positions(query[None, :], want)
-        scores, pos = scores[0], pos[0]
-        valid = pos >= 0
-        scores, pos = scores[valid], pos[valid]
-        ids = index.ids[pos]
-        keep = ~np.isin(ids, drop) if len(drop) else np.ones(len(ids), bool)
-        if keep.sum() >= k or want >= len(index):
-            return scores[keep][:k], ids[keep][:k], pos[keep][:k]
-        want = min(len(index), want * 4)
-
-
-def _search_positions(
-    index: VectorIndex, query: np.ndarray, k: int, positions: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Top-k (scores, ids, positions) among the given FAISS positions only (exact for flat
-    indexes)."""
-    import faiss
-
-    if not len(positions):
-        return np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    kk = min(k, len(positions))
-    params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(positions.astype(np.int64)))
-    try:
-        scores, pos = index.faiss_index.search(query[None, :], kk, params=params)
-    except RuntimeError:  # an index type without selector support: score the subset exactly
-        vectors = index.faiss_index.reconstruct_batch(positions.astype(np.int64))
-        sims = vectors @ query
-        top = np.argsort(-sims, kind="stable")[:kk]
-        return sims[top], index.ids[positions[top]], positions[top]
-    good = pos[0] >= 0
-    return scores[0][good], index.ids[pos[0][good]], pos[0][good]
-
-
-CALIBRATE = True
-MIN_CALIBRATION_ROWS = 8
-
-
-def calibrate_captions(caption: np.ndarray, image: np.ndarray) -> np.ndarray:
-    """Map caption similarities onto the image similarities' scale for this query.
-
-    Text-text similarities run far higher than text-image ones (0.6-0.9 vs 0.1-0.3 for CLIP),
-    so raw fusion would lift every captioned photo above every uncaptioned one. Matching the
-    mean and spread of the two over the captioned photos keeps an average caption average;
-    only a caption that stands out lifts its photo."""
-    if not CALIBRATE or len(caption) < MIN_CALIBRATION_ROWS:
-        return caption
-    spread = float(caption.std())
-    if spread < 1e-6:
-        return caption
-    return float(image.mean()) + (caption - float(caption.mean())) * (float(image.std()) / spread)
-
-
-def _fused_candidates(
-    cap: Captioned,
-    query: np.ndarray,
-    k: int,
-    weight: float,
-    allowed: np.ndarray | None,
-    excluded: np.ndarray,
-) -> list[Candidate]:
-    """Exact fused scores of every captioned image: (1-w)*image + w*scaled best caption."""
-    keep = np.ones(len(cap.ids), bool)
-    if allowed is not None:
-        keep &= np.isin(cap.ids, allowed)
-    if len(excluded):
-        keep &= ~np.isin(cap.ids, excluded)
-    if not keep.any():
-        return []
-    img = cap.image_vectors @ query
-    sims = cap.vectors @ query
-    # best caption per image: sort by (owner, -sim) and take each owner's first row
-    order = np.lexsort((-sims, cap.owners))
-    first = np.ones(len(order), bool)
-    first[1:] = cap.owners[order][1:] != cap.owners[order][:-1]
-    best_row = np.full(len(cap.ids), -1, np.int64)
-    best_row[cap.owners[order][first]] = order[first]
-    has = best_row >= 0
-    best = np.where(has, sims[np.clip(best_row, 0, None)], 0.0)
-    scaled = calibrate_captions(best, img)
-    score = np.where(has, (1 - weight) * img + weight * scaled, img)
-    idx = np.flatnonzero(keep)
-    top = idx[np.argsort(-score[idx], kind="stable")[:k]]
-    return [
-        (
-            float(score[i]),
-            int(cap.ids[i]),
-            float(img[i]),
-            (float(best[i]), float(scaled[i])) if has[i] else None,
-            cap.texts[best_row[i]] if has[i] else None,
-        )
-        for i in top
-    ]
 
 
 def open_index(

@@ -27,6 +27,10 @@ class BadQuery(PixfindError):
     """A query that can't be run: empty text, unreadable image, bad k."""
 
 
+class UnsupportedImage(BadQuery):
+    """An image query (an upload) that is not a decodable image."""
+
+
 class IndexLocked(PixfindError):
     """Another process is writing to this index."""
 

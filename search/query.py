@@ -1,4 +1,7 @@
-"""Query algebra, as rclip does it: pure vector math on unit vectors, no model in here.
+"""The query value, and query algebra as rclip does it: pure vector math, no model in here.
+
+Every caller (CLI, HTTP API, Python API) describes a search as a ``Query`` and hands it to
+``Searcher.run`` (search/engine.py), which picks the path that answers it.
 
 ``pixfind search "dog" --add "2:beach" --subtract "people" --add-image ./x.jpg`` becomes the
 terms (+1 dog) (+2 beach) (-1 people) (+1 image x.jpg); each term's vector is unit-normalised,
@@ -9,11 +12,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .errors import BadQuery
+from .types import Filters
+
+MAX_K = 10_000
+MAX_QUERY_CHARS = 1_000
+SORTS = ("score", "date")
 
 _WEIGHT = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*:(.*)$", re.S)
 
@@ -23,6 +31,59 @@ class Term:
     kind: str  # "text" or "image"
     value: str  # the words, or an image path
     weight: float = 1.0  # negative: subtract
+
+
+@dataclass(frozen=True)
+class Query:
+    """One search: what to look for (text/image terms, an indexed image's id, or an uploaded
+    image), which photos may match, and which page of the ranking to return.
+
+    ``caption_weight`` None: the searcher's default (0.7); it counts only when a text term
+    leads. ``sort`` orders the top-k by ``score`` or by ``date`` taken (newest first)."""
+
+    terms: tuple[Term, ...] = ()
+    similar_to: int | None = None  # "more like this" for an indexed image (left out itself)
+    upload: bytes | None = field(default=None, repr=False)  # an image sent by a client
+    filters: Filters | None = None
+    k: int = 10
+    offset: int = 0
+    min_score: float | None = None
+    sort: str = "score"
+    caption_weight: float | None = None
+
+    def __post_init__(self) -> None:
+        sources = bool(self.terms) + (self.similar_to is not None) + (self.upload is not None)
+        if sources != 1:
+            raise BadQuery("a query needs exactly one of: terms, an image id, an uploaded image")
+        if not 1 <= self.k <= MAX_K:
+            raise BadQuery(f"k must be between 1 and {MAX_K}, got {self.k}")
+        if self.offset < 0:
+            raise BadQuery(f"offset must be 0 or more, got {self.offset}")
+        if self.sort not in SORTS:
+            raise BadQuery(f"sort must be one of {', '.join(SORTS)}, got {self.sort!r}")
+        weight = self.caption_weight
+        if weight is not None and not 0.0 <= weight <= 1.0:
+            raise BadQuery(f"caption weight must be between 0 and 1, got {weight}")
+
+    @classmethod
+    def text(cls, text: str, **options) -> Query:
+        return cls(terms=(Term("text", text),), **options)
+
+    @classmethod
+    def image(cls, path: str, **options) -> Query:
+        return cls(terms=(Term("image", str(path)),), **options)
+
+    @property
+    def plain_text(self) -> str | None:
+        """The words of a query that is a single unweighted text term, else None."""
+        if len(self.terms) == 1 and self.terms[0].kind == "text" and self.terms[0].weight == 1.0:
+            return self.terms[0].value
+        return None
+
+    @property
+    def texty(self) -> bool:
+        """Whether a text term leads: only then do captions count."""
+        return any(t.kind == "text" and t.weight > 0 for t in self.terms)
 
 
 def split_weight(spec: str) -> tuple[float, str]:

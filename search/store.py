@@ -122,13 +122,18 @@ class Store:
         return (home / "db" / f"{TABLE}.lance").is_dir()
 
     @classmethod
-    def open(cls, home: Path) -> Store:
-        import lancedb
-
+    def require(cls, home: Path) -> None:
+        """Raise NoIndex unless an index exists at ``home`` (without importing LanceDB)."""
         if not cls.exists(home):
             raise NoIndex(
                 f"no index at {home}; create one with `pixfind --index {home} index PHOTOS_DIR`"
             )
+
+    @classmethod
+    def open(cls, home: Path) -> Store:
+        import lancedb
+
+        cls.require(home)
         table = lancedb.connect(str(home / "db")).open_table(TABLE)
         raw = (table.schema.metadata or {}).get(META_KEY)
         if not raw:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from datetime import datetime
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,17 @@ class Filters:
 
 
 @dataclass(frozen=True)
+class CaptionMatch:
+    """How a caption counted in a captioned photo's score:
+    score = (1 - weight) * image_score + weight * scaled."""
+
+    text: str  # the photo's caption that matched the query best
+    cosine: float  # its raw text-text similarity to the query
+    scaled: float  # the same on the image scores' scale (see ranking.calibrate_captions)
+    weight: float  # the caption weight of the query
+
+
+@dataclass(frozen=True)
 class Hit:
     """One search result."""
 
@@ -124,7 +136,10 @@ class Hit:
     path: str
     width: int = 0
     height: int = 0
-    extra: dict = field(default_factory=dict, compare=False)
+    image_score: float = 0.0  # the image part of the score (cosine to the query)
+    taken_at: float | None = None  # when the photo was taken (POSIX seconds), where known
+    file_type: str = ""
+    caption: CaptionMatch | None = None  # where a caption counted in the score
 
     def to_dict(self) -> dict:
         out = {
@@ -134,9 +149,27 @@ class Hit:
             "path": display_path(self.path),  # JSON must be valid UTF-8
             "width": self.width,
             "height": self.height,
+            "image_score": round(self.image_score, 6),
+            "taken_at": _iso(self.taken_at),
+            "file_type": self.file_type,
         }
-        out.update(self.extra)
+        if self.caption is not None:
+            out.update(
+                caption_score=round(self.caption.cosine, 6),
+                caption_scaled=round(self.caption.scaled, 6),
+                caption=self.caption.text,
+                caption_weight=self.caption.weight,
+            )
         return out
+
+
+def _iso(stamp: float | None) -> str | None:
+    if not stamp:
+        return None
+    try:
+        return datetime.fromtimestamp(stamp).isoformat(timespec="seconds")
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def display_path(path: str) -> str:

@@ -6,10 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from pixfind.search.engine import Results
+from pixfind.search.query import Query as SearchQuery
 
 from ..deps import ServiceDep, SettingsDep, require_token
 from ..schemas import ErrorResponse, Result, SearchResponse
-from ..service import Page, parse_id
+from ..service import parse_id
 from ..upload import read_upload
 
 router = APIRouter(
@@ -23,7 +25,7 @@ router = APIRouter(
     },
 )
 
-MAX_K = 200  # mirrored in Settings.max_k; Query() needs a literal bound for the OpenAPI schema
+MAX_K = 200  # a literal bound, for the OpenAPI schema
 MAX_OFFSET = 1000
 MAX_Q = 500
 
@@ -31,7 +33,7 @@ K = Annotated[int, Query(ge=1, le=MAX_K, description="Results per page")]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Results to skip (paging)")]
 
 
-def to_response(request: Request, query: str, page: Page, k: int, offset: int) -> SearchResponse:
+def to_response(request: Request, query: str, page: Results, k: int, offset: int) -> SearchResponse:
     root = request.scope.get("root_path", "")
     results = [
         Result(
@@ -64,7 +66,8 @@ def search_text(
     k: K = 20,
     offset: Offset = 0,
 ) -> SearchResponse:
-    return to_response(request, q, service.search_text(q, k, offset), k, offset)
+    page = service.search(SearchQuery.text(q, k=k, offset=offset))
+    return to_response(request, q, page, k, offset)
 
 
 @router.get(
@@ -76,7 +79,7 @@ def search_text(
 def search_similar(
     request: Request, service: ServiceDep, image_id: str, k: K = 20, offset: Offset = 0
 ) -> SearchResponse:
-    page = service.similar(parse_id(image_id), k, offset)
+    page = service.search(SearchQuery(similar_to=parse_id(image_id), k=k, offset=offset))
     return to_response(request, image_id, page, k, offset)
 
 
@@ -111,5 +114,5 @@ async def search_upload(
     request: Request, service: ServiceDep, settings: SettingsDep, k: K = 20, offset: Offset = 0
 ) -> SearchResponse:
     data, name = await read_upload(request, settings.max_upload_bytes)
-    page = await run_in_threadpool(service.search_upload, data, k, offset)
+    page = await run_in_threadpool(service.search, SearchQuery(upload=data, k=k, offset=offset))
     return to_response(request, name, page, k, offset)

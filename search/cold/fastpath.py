@@ -41,21 +41,16 @@ def text_search(
 
 
 def _text_search(home, text, k, min_score, sort, caption_weight, device) -> list[Hit] | None:
-    from ..engine import (
-        DEFAULT_CAPTION_WEIGHT,
-        MAX_K,
-        MAX_QUERY_CHARS,
-        SORTS,
-        make_hits,
-        top_candidates,
-    )
+    from ..engine import DEFAULT_CAPTION_WEIGHT
     from ..index import INDEX_DIR, VectorIndex
+    from ..query import MAX_QUERY_CHARS, SORTS
+    from ..ranking import image_candidates, make_hits, top_candidates
 
     text = text.strip()
     weight = DEFAULT_CAPTION_WEIGHT if caption_weight is None else caption_weight
     if not fast_path_enabled() or device not in ("auto", "cpu"):
         return None
-    bad = not text or len(text) > MAX_QUERY_CHARS or not 1 <= k <= MAX_K or sort not in SORTS
+    bad = not text or len(text) > MAX_QUERY_CHARS or k < 1 or sort not in SORTS
     if bad or not 0.0 <= weight <= 1.0:
         return None  # the ordinary path words the error
     directory = home / INDEX_DIR
@@ -87,12 +82,9 @@ def _text_search(home, text, k, min_score, sort, caption_weight, device) -> list
     good = pos[0] >= 0
     scores, pos = scores[0][good], pos[0][good]
     ids = index.ids[pos]
-    candidates = [
-        (float(s), int(i), float(s), None, None) for s, i in zip(scores, ids, strict=True)
-    ]
-    candidates = top_candidates(candidates, k, min_score)
+    candidates = top_candidates(image_candidates(scores, ids), k, min_score)
     by_id = dict(zip(ids.tolist(), pos.tolist(), strict=True))
-    found = records.at([by_id[c[1]] for c in candidates])
-    if set(found) != {c[1] for c in candidates}:
+    found = records.at([by_id[c.id] for c in candidates])
+    if set(found) != {c.id for c in candidates}:
         return None
     return make_hits(candidates, found, sort, 0.0)

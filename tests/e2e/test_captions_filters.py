@@ -207,14 +207,15 @@ def test_caption_fusion_beats_image_only_on_caption_queries(tmp_path, encoder):
     # the fused score is exactly (1-w)*image + w*best caption, for every hit
     hits = searcher.search(captions["img03.jpg"], k=10, caption_weight=0.3)
     target = next(h for h in hits if h.path == str(root / "img03.jpg"))
-    assert target.extra["caption"] == captions["img03.jpg"]
-    assert target.extra["caption_score"] == pytest.approx(1.0, abs=1e-4)
+    assert target.caption.text == captions["img03.jpg"]
+    assert target.caption.cosine == pytest.approx(1.0, abs=1e-4)
     for h in hits:
-        img = h.extra["image_score"]
-        if "caption_score" in h.extra:
-            scaled = h.extra["caption_scaled"]
+        img = h.image_score
+        if h.caption is not None:
+            scaled = h.caption.scaled
+            assert h.caption.weight == 0.3
             assert h.score == pytest.approx(0.7 * img + 0.3 * scaled, abs=1e-5)
-            assert scaled != pytest.approx(h.extra["caption_score"], abs=1e-3)  # calibrated
+            assert scaled != pytest.approx(h.caption.cosine, abs=1e-3)  # calibrated
         else:
             assert h.score == pytest.approx(img, abs=1e-6)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
@@ -340,7 +341,7 @@ def test_min_score_and_sort_by_date(filter_index):
     assert [h.id for h in above] == [h.id for h in hits if h.score >= cut] and len(above) >= 6
     dated = searcher.search_vector(query, k=20, sort="date")
     assert {h.id for h in dated} == {h.id for h in hits}
-    stamps = [datetime.fromisoformat(h.extra["taken_at"]).timestamp() for h in dated]
+    stamps = [h.taken_at for h in dated]
     assert stamps == sorted(stamps, reverse=True)
 
 

@@ -146,8 +146,8 @@ def test_fast_search_equals_ordinary_search(indexed, monkeypatch):
             for f, o in zip(fast, ordinary, strict=True):
                 assert (f.id, f.rank, f.width, f.height) == (o.id, o.rank, o.width, o.height)
                 assert abs(f.score - o.score) < 1e-5
-                assert f.extra.keys() == o.extra.keys()
-                assert f.extra["taken_at"] == o.extra["taken_at"]
+                assert f.to_dict().keys() == o.to_dict().keys()
+                assert (f.taken_at, f.file_type) == (o.taken_at, o.file_type)
 
 
 def _cli(home: Path, *args: str, env: dict | None = None) -> tuple[dict, list[str]]:
