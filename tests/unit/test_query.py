@@ -87,3 +87,24 @@ def test_cancelling_terms_are_an_error():
         combine([v, v], [1, -1])
     with pytest.raises(BadQuery):
         normalize(np.zeros(4))
+
+
+def test_query_needs_exactly_one_source_and_sane_options():
+    from pixfind.search.query import MAX_K, Query
+
+    assert Query.text("dog").plain_text == "dog"
+    assert Query(terms=(Term("text", "dog", 2.0),)).plain_text is None
+    assert Query.image("./x.jpg").texty is False
+    assert Query(terms=(Term("image", "x"), Term("text", "sea"))).texty is True
+    bad = [
+        {},
+        {"terms": (Term("text", "a"),), "similar_to": 3},
+        {"similar_to": 1, "k": 0},
+        {"similar_to": 1, "k": MAX_K + 1},
+        {"similar_to": 1, "offset": -1},
+        {"similar_to": 1, "sort": "name"},
+        {"similar_to": 1, "caption_weight": 1.5},
+    ]
+    for kwargs in bad:
+        with pytest.raises(BadQuery):
+            Query(**kwargs)
