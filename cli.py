@@ -5,28 +5,44 @@ Heavy imports (torch, open_clip, lancedb, faiss) happen inside commands, so --he
 
 from __future__ import annotations
 
-import functools
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from pixfind.search.errors import PixfindError
-from pixfind.search.settings import resolve_home
+from pixfind.search.settings import passive_omp_threads, resolve_home
 from pixfind.search.types import display_path
-from pixfind.train import demo
+from pixfind.train import commands as train_commands
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
+
+
+class App(TyperGroup):
+    """Every command: a library error becomes one clear line and exit code 1; Ctrl-C 130."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except PixfindError as exc:
+            err.print(f"[bold red]error:[/] {escape(str(exc))}")
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/]")
+            raise typer.Exit(130) from None
+
 
 app = typer.Typer(
     name="pixfind",
+    cls=App,
     help="Search your photos by text or by image, offline (open_clip + LanceDB + FAISS).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+app.add_typer(train_commands.app)  # demo-data, train, eval, demo (train/commands.py)
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -36,26 +52,6 @@ class State:
 
 
 state = State()
-
-
-def command(*args, **kwargs):
-    """app.command that turns library errors into one clear line and exit code 1."""
-
-    def deco(fn):
-        @functools.wraps(fn)
-        def wrapper(*a, **kw):
-            try:
-                return fn(*a, **kw)
-            except PixfindError as exc:
-                err.print(f"[bold red]error:[/] {escape(str(exc))}")
-                raise typer.Exit(1) from None
-            except KeyboardInterrupt:
-                err.print("[yellow]interrupted[/]")
-                raise typer.Exit(130) from None
-
-        return app.command(*args, **kwargs)(wrapper)
-
-    return deco
 
 
 @app.callback()
@@ -100,17 +96,6 @@ DeviceOpt = Annotated[
 ]
 
 
-def passive_omp_threads() -> None:
-    """Indexing only: decoding workers and the encoder's OpenMP threads share the cores, and
-    threads that spin while waiting steal them from the decoder (ViT-B-32, 2 cores: 67% -> 74%
-    of the model-only ceiling on phone-size JPEGs, bench/indexing.py). Takes effect only before
-    torch loads OpenMP. Not for training: its many small ops run 1.7x slower with it."""
-    import os
-
-    if "torch" not in sys.modules:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
 def _spec(model: str | None, pretrained: str | None):
     """None lets the index's own model (or the default, for a new index) be used.
 
@@ -135,7 +120,7 @@ def _spec(model: str | None, pretrained: str | None):
 
 
 # ---------------------------------------------------------------------------------------------
-@command("index")
+@app.command("index")
 def index_cmd(
     paths: Annotated[list[Path], typer.Argument(help="Folders (or files) to index.")],
     model: ModelOpt = None,
@@ -185,7 +170,7 @@ def index_cmd(
         TimeRemainingColumn,
     )
 
-    passive_omp_threads()
+    passive_omp_threads()  # before torch loads
     from pixfind.indexer import IndexOptions, run_index
 
     options = IndexOptions(
@@ -272,40 +257,7 @@ def _print_report(report) -> None:
             out.print(f"  ... and {len(report.skipped) - len(shown)} more (use --json for all)")
 
 
-def _day_bound(text: str, end: bool) -> float:
-    """``2024-05-01`` (whole day; --before includes it) or ``2024-05-01T12:00`` -> POSIX."""
-    from datetime import timedelta
-
-    from pixfind.search.errors import BadQuery
-
-    try:
-        stamp = datetime.fromisoformat(text)
-    except ValueError:
-        raise BadQuery(f"not a date: {text!r} (use YYYY-MM-DD or YYYY-MM-DDTHH:MM)") from None
-    if end and len(text) <= 10:
-        stamp += timedelta(days=1) - timedelta(microseconds=1)
-    return stamp.timestamp()
-
-
-def _filters(folder, after, before, min_width, min_height, types):
-    import os
-
-    from pixfind.search.types import Filters, is_glob
-
-    if folder and not is_glob(folder):
-        folder = os.path.abspath(os.path.expanduser(folder))
-    return Filters(
-        folder=folder or None,
-        after=_day_bound(after, end=False) if after else None,
-        before=_day_bound(before, end=True) if before else None,
-        min_width=min_width,
-        min_height=min_height,
-        file_types=tuple(t for spec in types or [] for t in spec.split(",") if t),
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-@command("search")
+@app.command("search")
 def search_cmd(
     query: Annotated[str | None, typer.Argument(help="What to look for, in words.")] = None,
     image: Annotated[
@@ -375,7 +327,7 @@ def search_cmd(
     """
     from pixfind.search.engine import Searcher
     from pixfind.search.errors import BadQuery
-    from pixfind.search.query import Query, make_terms
+    from pixfind.search.query import Query, make_terms, parse_filters
 
     if (query is None) == (image is None):
         raise BadQuery("give either a text query or --image PATH (not both)")
@@ -389,7 +341,7 @@ def search_cmd(
     )
     request = Query(
         terms=tuple(terms),
-        filters=_filters(folder, after, before, min_width, min_height, file_type) or None,
+        filters=parse_filters(folder, after, before, min_width, min_height, file_type) or None,
         k=top_k,
         min_score=min_score,
         sort=sort,
@@ -436,50 +388,34 @@ def _print_hits(hits, explain: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-@command("status")
+@app.command("status")
 def status_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Where the index is, which model filled it, how many images, size and last update."""
-    from pixfind.search.index import INDEX_DIR, IndexInfos
+    from pixfind.search.status import index_status
     from pixfind.search.store import Store
 
-    store = Store.open(home())
-    last = store.last_update()
-    infos = IndexInfos.read(store.home / INDEX_DIR / "infos.json")
-    data = {
-        "index": str(store.home),
-        "model": store.info.label,
-        "dim": store.info.dim,
-        "images": store.count(),
-        "disk_bytes": store.disk_bytes(),
-        "last_update": datetime.fromtimestamp(last).isoformat(timespec="seconds") if last else None,
-        "faiss": {
-            "type": infos.index_type,
-            "rows": infos.rows,
-            "recall_at_10": infos.recall_at_10,
-            "up_to_date": infos.store_version == store.version,
-        }
-        if infos
-        else None,
-    }
+    status = index_status(Store.open(home()))
     if as_json:
+        data = status.to_dict()
+        del data["version"]
         out.print_json(data=data)
         return
-    out.print(f"index        {data['index']}")
-    out.print(f"model        {data['model']} ({data['dim']}-d)")
-    out.print(f"images       {data['images']}")
-    out.print(f"size on disk {data['disk_bytes'] / 1e6:.1f} MB")
-    out.print(f"last update  {data['last_update'] or 'never'}")
-    if infos:
-        fresh = "up to date" if data["faiss"]["up_to_date"] else "stale, rebuilt on next search"
+    out.print(f"index        {status.index}")
+    out.print(f"model        {status.model} ({status.dim}-d)")
+    out.print(f"images       {status.images}")
+    out.print(f"size on disk {status.disk_bytes / 1e6:.1f} MB")
+    out.print(f"last update  {status.last_update_iso or 'never'}")
+    if faiss := status.faiss:
+        fresh = "up to date" if faiss.up_to_date else "stale, rebuilt on next search"
         out.print(
-            f"faiss        {infos.index_type}, {infos.rows} vectors, "
-            f"recall@10 {infos.recall_at_10:.3f}, {fresh}"
+            f"faiss        {faiss.type}, {faiss.rows} vectors, "
+            f"recall@10 {faiss.recall_at_10:.3f}, {fresh}"
         )
 
 
-@command("models")
+@app.command("models")
 def models_cmd(
     all_models: Annotated[
         bool, typer.Option("--all", help="Also list architectures without pretrained tags.")
@@ -499,7 +435,7 @@ def models_cmd(
         out.print(f"[bold]{name}[/]  {', '.join(tags) if tags else '[dim](no tags)[/]'}")
 
 
-@command("serve")
+@app.command("serve")
 def serve_cmd(
     index: Annotated[
         str | None,
@@ -570,281 +506,6 @@ def serve_cmd(
         + ("; token required" if settings.token else "")
     )
     uvicorn.run(create_app(settings, service), host=host, port=port, log_level="warning")
-
-
-# ---------------------------------------------------------------------------------------------
-@command("demo-data")
-def demo_data_cmd(
-    out_dir: Annotated[Path, typer.Argument(help="Folder to write train/ and test/ into.")],
-    n: Annotated[int, typer.Option("--n", help="How many photos in all.")] = 1000,
-    seed: Annotated[int, typer.Option("--seed", help="Same seed, same photos.")] = 0,
-    test_fraction: Annotated[
-        float, typer.Option("--test-fraction", help="Share of the photos held out in test/.")
-    ] = 0.2,
-    n_test: Annotated[
-        int | None,
-        typer.Option(
-            "--n-test", help="How many photos to hold out in test/ (overrides --test-fraction)."
-        ),
-    ] = None,
-    variant: Annotated[
-        str,
-        typer.Option(
-            "--variant",
-            help="demo: 7 shapes x 8 colours; shifted: other shapes and colour words "
-            "(a new domain for fine-tuning).",
-        ),
-    ] = "demo",
-    kind: Annotated[
-        str,
-        typer.Option(
-            "--kind",
-            help="scenes: one to three objects, varied captions; objects: one object per "
-            "photo with short captions ('a star', 'a large red star'), warm-up training data.",
-        ),
-    ] = "scenes",
-) -> None:
-    """Write a synthetic captioned photo collection (coloured shapes, captions from the scene).
-
-    Example: pixfind demo-data ./shapes --n 5000 --seed 0
-    """
-    from pixfind.train.demodata import generate
-
-    data = generate(
-        out_dir,
-        n=n,
-        seed=seed,
-        test_fraction=test_fraction,
-        variant=variant,
-        kind=kind,
-        n_test=n_test,
-    )
-    out.print(
-        f"wrote {data.n_train} photos to {data.train} and {data.n_test} to {data.test} "
-        "(captions.jsonl, labels.jsonl, scenes.jsonl in each)"
-    )
-
-
-def _train_progress(disable: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"),
-        TextColumn("{task.fields[rate]} img/s"),
-        TimeElapsedColumn(),
-        console=err,
-        disable=disable,
-    )
-
-
-@command("train")
-def train_cmd(
-    data: Annotated[
-        list[Path],
-        typer.Argument(
-            help="Captioned folder(s) (captions.jsonl or sidecars); several are trained on as one."
-        ),
-    ],
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Model directory to write.")],
-    model: Annotated[
-        str,
-        typer.Option(
-            "--model", "-m", help="open_clip architecture name or a JSON model config file."
-        ),
-    ] = "pixfind-demo",
-    init: Annotated[
-        str | None,
-        typer.Option(
-            "--from",
-            help="Fine-tune: a model directory, a checkpoint file, or a pretrained tag of --model.",
-        ),
-    ] = None,
-    epochs: Annotated[int, typer.Option("--epochs", "-e")] = 10,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b")] = 32,
-    lr: Annotated[
-        float | None,
-        typer.Option(
-            "--lr", help="Peak learning rate. Default: 2e-3 from scratch, 2e-4 with --from."
-        ),
-    ] = None,
-    weight_decay: Annotated[float, typer.Option("--weight-decay")] = 0.1,
-    warmup: Annotated[
-        float, typer.Option("--warmup", help="Share of steps spent warming up.")
-    ] = 0.1,
-    freeze: Annotated[
-        str | None, typer.Option("--freeze", help="Keep one tower fixed: image or text.")
-    ] = None,
-    unlocked_layers: Annotated[
-        int | None,
-        typer.Option("--unlocked-layers", help="Train only the last N blocks of each tower."),
-    ] = None,
-    no_augment: Annotated[
-        bool, typer.Option("--no-augment", help="Train without augmentation.")
-    ] = False,
-    max_images: Annotated[
-        int | None, typer.Option("--max-images", help="Use only the first N captioned images.")
-    ] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    device: DeviceOpt = "auto",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-) -> None:
-    """Train (or fine-tune with --from) a dual encoder on captioned photos; resumable.
-
-    Examples: pixfind train ./shapes/train --out ./my-model;
-    pixfind train ./shapes/train ./objects/train --out ./my-model (two folders as one);
-    pixfind train ./mine --from ./my-model --out ./my-model-ft --unlocked-layers 1
-    """
-    from pixfind.search.encoder import pick_device
-    from pixfind.train.demo import step_updater
-    from pixfind.train.fit import TrainOptions, train
-
-    options = TrainOptions(
-        model=model,
-        init=init,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        warmup=warmup,
-        seed=seed,
-        freeze=freeze,
-        unlocked_layers=unlocked_layers,
-        augment=not no_augment,
-        device=pick_device(device),
-        max_images=max_images,
-    )
-    progress = _train_progress(disable=as_json)
-    prep = progress.add_task("decoding", total=None, loss="-", rate="-")
-    task = progress.add_task("epoch", total=None, loss="-", rate="-", visible=False)
-
-    def on_prepare(done: int, total: int) -> None:
-        progress.update(prep, completed=done, total=total)
-
-    def on_epoch(stats) -> None:
-        if not as_json:
-            err.print(
-                f"epoch {stats.epoch}: loss {stats.loss:.3f}, {stats.seconds:.1f}s, "
-                f"temperature {stats.temperature:.4f}"
-            )
-
-    with progress:
-        on_step = step_updater(progress, task, epochs)
-        result = train(data, out_dir, options, on_step, on_epoch, on_prepare)
-    if as_json:
-        out.print_json(data=result.to_dict())
-        return
-    for problem in result.problems[:10]:
-        out.print(f"  [yellow]skipped[/] {escape(problem)}")
-    if result.seconds == 0 and result.resumed_from >= epochs:
-        out.print(f"{result.out} is already trained for {result.epochs_done} epochs: nothing to do")
-    else:
-        out.print(
-            f"trained {result.epochs_done} epochs on {result.images} images / {result.captions} "
-            f"captions in {result.seconds:.1f}s ({result.params / 1e6:.1f}M parameters)"
-        )
-    out.print(f"model directory: {result.out}  (use it with --model {result.out})")
-
-
-@command("eval")
-def eval_cmd(
-    data: Annotated[Path, typer.Argument(help="Captioned folder, and/or one with labels.jsonl.")],
-    model: ModelOpt = None,
-    pretrained: PretrainedOpt = None,
-    limit: Annotated[
-        int | None, typer.Option("--limit", "-n", help="Evaluate a random subset of N images.")
-    ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the --limit subset.")] = 0,
-    task_name: Annotated[
-        str, typer.Option("--task", help="retrieval, zeroshot, or all (what the folder has).")
-    ] = "all",
-    plot: Annotated[
-        Path | None, typer.Option("--plot", help="Also write a bar chart PNG (needs matplotlib).")
-    ] = None,
-    device: DeviceOpt = "auto",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
-) -> None:
-    """Recall@1/5/10 text->image and image->text, and zero-shot accuracy over labels.jsonl.
-
-    Example: pixfind eval ./shapes/test --model ./my-model --plot scores.png
-    """
-    from pixfind.search.captions import CAPTIONS_FILE, LABELS_FILE
-    from pixfind.search.encoder import DEFAULT_SPEC, load_encoder
-    from pixfind.search.errors import PixfindError as Failed
-    from pixfind.train.evaluate import plot as plot_scores
-    from pixfind.train.evaluate import retrieval, zero_shot
-
-    if task_name not in ("all", "retrieval", "zeroshot"):
-        raise Failed("--task must be retrieval, zeroshot or all")
-    encoder = load_encoder(_spec(model, pretrained) or DEFAULT_SPEC, device)
-    scores: dict = {"data": str(data.resolve()), "model": encoder.info.label}
-    has_labels = (data / LABELS_FILE).is_file()
-    if task_name in ("all", "retrieval") and (
-        task_name == "retrieval" or (data / CAPTIONS_FILE).is_file() or not has_labels
-    ):
-        scores["retrieval"] = retrieval(encoder, data, limit=limit, seed=seed).to_dict()
-    if task_name == "zeroshot" or (task_name == "all" and has_labels):
-        scores["zero_shot"] = zero_shot(encoder, data, limit=limit, seed=seed).to_dict()
-    if plot:
-        scores["plot"] = str(plot_scores(scores, plot, f"{scores['model']} on {data.name}"))
-    if as_json:
-        out.print_json(data=scores)
-        return
-    out.print(f"model {scores['model']}")
-    ret = scores.get("retrieval")
-    if ret:
-        out.print(
-            f"retrieval over {ret['images']} images, {ret['captions']} captions"
-            + (f" ({ret['skipped']} problems skipped)" if ret["skipped"] else "")
-        )
-        out.print(f"  {'':14}{'R@1':>7}{'R@5':>7}{'R@10':>7}")
-        for name, key in (("text->image", "text_to_image"), ("image->text", "image_to_text")):
-            r = ret[key]
-            out.print(f"  {name:14}{r['R@1']:>7.3f}{r['R@5']:>7.3f}{r['R@10']:>7.3f}")
-    zs = scores.get("zero_shot")
-    if zs:
-        top5 = f", top-5 {zs['top5']:.3f}" if zs["top5"] is not None else ""
-        out.print(
-            f"zero-shot over {zs['images']} images, {zs['classes']} classes: "
-            f"top-1 {zs['top1']:.3f}{top5}"
-        )
-    if plot:
-        out.print(f"plot: {scores['plot']}")
-
-
-@command("demo")
-def demo_cmd(
-    out_dir: Annotated[Path, typer.Option("--out", help="Where results and sheets go.")] = Path(
-        "demo-out"
-    ),
-    cache: Annotated[
-        Path, typer.Option("--cache", help="Demo data and trained model cache.")
-    ] = Path(".cache"),
-    n: Annotated[int, typer.Option("--n", help="Demo photos in all.")] = demo.DEMO_N,
-    n_test: Annotated[
-        int, typer.Option("--n-test", help="How many of them to hold out, index and search.")
-    ] = demo.DEMO_TEST,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    epochs: Annotated[
-        int, typer.Option("--epochs", help="Epochs on the full scenes, after the warm-up.")
-    ] = demo.DEMO_EPOCHS,
-) -> None:
-    """Run pixfind end to end offline: demo data, train a small model, index, search.
-
-    The trained model is cached under --cache, so a second run skips training.
-    """
-    demo.run_demo(
-        out_dir,
-        cache,
-        n=n,
-        seed=seed,
-        n_test=n_test,
-        epochs=epochs,
-        console=out,
-        progress=_train_progress,
-    )
 
 
 def main() -> None:

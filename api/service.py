@@ -23,6 +23,7 @@ from pixfind.search.errors import BadQuery, IndexMismatch, NotFound
 from pixfind.search.images import DecodeError, content_hash, decode_bytes
 from pixfind.search.index import VectorIndex
 from pixfind.search.query import Query
+from pixfind.search.status import IndexStatus, index_status
 from pixfind.search.store import META_KEY
 from pixfind.search.types import ImageRecord, ModelInfo
 
@@ -173,15 +174,8 @@ class Service:
             return None, jpeg
         return cached, None
 
-    def status(self) -> dict:
-        store = self._fresh().store
-        return {
-            "images": store.count(),
-            "model": store.info.label,
-            "dim": store.info.dim,
-            "last_update": store.last_update(),
-            "version": store.version,
-        }
+    def status(self) -> IndexStatus:
+        return index_status(self._fresh().store)
 
 
 def _why(exc: OSError) -> str:

@@ -10,14 +10,16 @@ scaled by its signed weight, summed, and the sum normalised again.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import numpy as np
 
 from .errors import BadQuery
-from .types import Filters
+from .types import Filters, is_glob
 
 MAX_K = 10_000
 MAX_QUERY_CHARS = 1_000
@@ -149,3 +151,37 @@ def combine(vectors: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarr
     for v, w in zip(vectors, weights, strict=True):
         total += float(w) * normalize(v)
     return normalize(total)
+
+
+def day_bound(text: str, end: bool) -> float:
+    """``2024-05-01`` (the whole day: an end bound includes it) or ``2024-05-01T12:00`` ->
+    POSIX seconds, in local time."""
+    try:
+        stamp = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadQuery(f"not a date: {text!r} (use YYYY-MM-DD or YYYY-MM-DDTHH:MM)") from None
+    if end and len(text) <= 10:
+        stamp += timedelta(days=1) - timedelta(microseconds=1)
+    return stamp.timestamp()
+
+
+def parse_filters(
+    folder: str | None = None,
+    after: str | None = None,
+    before: str | None = None,
+    min_width: int = 0,
+    min_height: int = 0,
+    types: Sequence[str] = (),
+) -> Filters:
+    """Filters from what a user types: a folder (made absolute) or a path glob, dates as
+    YYYY-MM-DD[THH:MM] (both bounds inclusive), file types repeated or comma-separated."""
+    if folder and not is_glob(folder):
+        folder = os.path.abspath(os.path.expanduser(folder))
+    return Filters(
+        folder=folder or None,
+        after=day_bound(after, end=False) if after else None,
+        before=day_bound(before, end=True) if before else None,
+        min_width=min_width,
+        min_height=min_height,
+        file_types=tuple(t for spec in types or () for t in spec.split(",") if t),
+    )

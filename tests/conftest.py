@@ -56,9 +56,8 @@ def picture_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def cli(tmp_path: Path, monkeypatch):
     """Run pixfind commands in-process against an index in tmp_path; returns (exit, stdout)."""
+    from pixfind import cli as cli_module
     from typer.testing import CliRunner
-
-    import cli as cli_module
 
     monkeypatch.setenv("PIXFIND_HOME", str(tmp_path / "index"))
     runner = CliRunner()
@@ -128,9 +127,8 @@ def demo_model(demo_cache, demo_data) -> Path:
     import time
 
     from pixfind.train import demo
+    from pixfind.train.progress import train_progress
     from rich.console import Console
-
-    import cli
 
     started = time.perf_counter()
     model = demo.demo_model(
@@ -139,7 +137,7 @@ def demo_model(demo_cache, demo_data) -> Path:
         DEMO_SEED,
         demo.DEMO_EPOCHS,
         Console(quiet=True),
-        lambda _: cli._train_progress(True),
+        lambda _: train_progress(True),
     )
     print(f"\n[demo_model] trained in {time.perf_counter() - started:.1f}s -> {model}")
     return model

@@ -65,33 +65,17 @@ def _generated(
     return data
 
 
-def step_updater(bar, task, epochs: int) -> Callable:
-    """A train() on_step callback that shows epoch, step, loss and rate on a rich task."""
-
-    def on_step(epoch: int, step: int, steps: int, loss: float, rate: float) -> None:
-        bar.update(
-            task,
-            description=f"epoch {epoch}/{epochs}",
-            completed=step,
-            total=steps,
-            loss=f"{loss:.3f}",
-            rate=f"{rate:.0f}",
-            visible=True,
-        )
-
-    return on_step
-
-
 def _train_cached(out: Path, data, options, what: str, console: Console, progress: Callable):
     """Train ``options`` on ``data`` (one captioned folder or several) into ``out``, unless
     it is already trained that far."""
     from pixfind.train.fit import read_state, train
+    from pixfind.train.progress import step_updater, train_progress
 
     state = read_state(out)
     if state and state.get("epoch", 0) >= options.epochs:
         console.print(f"    {what}: already trained, {out} (delete it to retrain)")
         return out
-    bar = progress(False)
+    bar = (progress or train_progress)(False)
     task = bar.add_task("epoch", total=None, loss="-", rate="-")
     with bar:
         result = train(data, out, options, on_step=step_updater(bar, task, options.epochs))

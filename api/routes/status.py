@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, Depends, HTTPException, Response
 
 from ..deps import COOKIE, ServiceDep, SettingsDep, require_token, session_value
@@ -26,13 +24,13 @@ def healthz() -> Health:
     responses={401: {"model": ErrorResponse, "description": "Token missing or wrong"}},
 )
 def status(service: ServiceDep, settings: SettingsDep) -> StatusResponse:
-    data = service.status()
-    last = data.pop("last_update")
+    index = service.status()
     return StatusResponse(
-        **data,
-        last_update=datetime.fromtimestamp(last).astimezone().isoformat(timespec="seconds")
-        if last
-        else None,
+        images=index.images,
+        model=index.model,
+        dim=index.dim,
+        last_update=index.last_update_iso,
+        version=index.version,
         auth=bool(settings.token),
         max_upload_bytes=settings.max_upload_bytes,
         max_k=MAX_K,

@@ -346,9 +346,8 @@ def test_min_score_and_sort_by_date(filter_index):
 
 
 def test_cli_filters_and_query_algebra(filter_index, tmp_path, monkeypatch):
+    from pixfind import cli as cli_module
     from typer.testing import CliRunner
-
-    import cli as cli_module
 
     root, searcher = filter_index
     monkeypatch.setenv("PIXFIND_HOME", str(searcher.home))

@@ -242,9 +242,9 @@ def test_finetuning_on_a_shifted_collection_raises_recall(demo_model, tmp_path):
 @pytest.mark.slow
 def test_demo_runs_end_to_end(demo_cache, demo_data, demo_model, tmp_path):
     from pixfind.train.demo import DEMO_EPOCHS, DEMO_N, DEMO_TEST, run_demo
+    from pixfind.train.progress import train_progress
     from rich.console import Console
 
-    import cli
     from tests.conftest import DEMO_SEED
 
     summary = run_demo(
@@ -255,7 +255,7 @@ def test_demo_runs_end_to_end(demo_cache, demo_data, demo_model, tmp_path):
         n_test=DEMO_TEST,
         epochs=DEMO_EPOCHS,
         console=Console(quiet=True),
-        progress=lambda _: cli._train_progress(True),
+        progress=lambda _: train_progress(True),
     )
     assert summary["model"] == str(demo_model)  # the cached model: no second training
     sheets = [Path(q["sheet"]) for q in summary["queries"]]

@@ -108,3 +108,21 @@ def test_query_needs_exactly_one_source_and_sane_options():
     for kwargs in bad:
         with pytest.raises(BadQuery):
             Query(**kwargs)
+
+
+def test_parse_filters_dates_folders_and_types(tmp_path, monkeypatch):
+    from datetime import datetime
+
+    from pixfind.search.query import parse_filters
+
+    monkeypatch.chdir(tmp_path)
+    f = parse_filters("trips", "2024-05-01", "2024-05-02", 10, 0, ["jpeg,png", "webp"])
+    assert f.folder == str(tmp_path / "trips")  # made absolute
+    assert f.after == datetime(2024, 5, 1).timestamp()
+    assert datetime(2024, 5, 2, 23, 59).timestamp() < f.before < datetime(2024, 5, 3).timestamp()
+    assert f.file_types == ("jpeg", "png", "webp") and f.min_width == 10
+    assert parse_filters("*/trips/*").folder == "*/trips/*"  # a glob stays as typed
+    assert parse_filters(before="2024-05-01T12:00").before == datetime(2024, 5, 1, 12).timestamp()
+    assert not parse_filters()
+    with pytest.raises(BadQuery, match="not a date"):
+        parse_filters(after="yesterday")
