@@ -1,7 +1,11 @@
-"""The offline indexing pipeline: scan -> plan -> decode -> embed -> write (uses search/)."""
+"""The offline indexing pipeline: scan -> plan -> decode -> embed -> write (uses search/).
 
-from .pipeline import IndexOptions, IndexReport, run_index
+Each stage is usable alone (decode.decode_batch, embed.embed_batch, write.Writer); pipeline
+runs them all under the index lock."""
+
+from .pipeline import IndexOptions, run_index
 from .plan import Plan, make_plan
+from .report import IndexReport, StageTimes
 from .scan import scan
 
-__all__ = ["IndexOptions", "IndexReport", "Plan", "make_plan", "run_index", "scan"]
+__all__ = ["IndexOptions", "IndexReport", "Plan", "StageTimes", "make_plan", "run_index", "scan"]

@@ -1,0 +1,77 @@
+"""What an indexing run did: counts, skipped files, and the seconds spent in each stage."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from .write import WriteResult
+
+
+@dataclass
+class StageTimes:
+    """Seconds per stage. decode is what the pipeline waited for decoded batches: with decoding
+    workers running ahead it is less than their decoding time, and near 0 when they keep up."""
+
+    scan: float = 0.0
+    plan: float = 0.0  # reading the indexed files' states and comparing
+    decode: float = 0.0
+    embed: float = 0.0
+    write: float = 0.0  # store lookups, upserts, deletes and compaction
+    index: float = 0.0  # FAISS build (or load when up to date)
+
+    def to_dict(self) -> dict[str, float]:
+        return {name: round(seconds, 3) for name, seconds in asdict(self).items()}
+
+
+@dataclass
+class IndexReport:
+    home: str
+    model: str
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    moved: int = 0  # new paths whose content was already indexed elsewhere (vector reused)
+    reused: int = 0  # all vectors reused by content hash (moves, copies, touched files)
+    captioned: int = 0  # images written with at least one caption
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    total: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+    stages: StageTimes = field(default_factory=StageTimes)
+
+    @property
+    def embedded(self) -> int:
+        return self.added + self.updated
+
+    def add(self, result: WriteResult) -> None:
+        self.added += result.added
+        self.updated += result.updated
+        self.removed += result.removed
+        self.moved += result.moved
+        self.reused += result.reused
+        self.captioned += result.captioned
+        self.skipped += [(s.path, s.reason) for s in result.skipped]
+
+    def stage_summary(self) -> str:
+        """One line for people, e.g. "scan 0.1s, plan 0.0s, decode 2.3s, embed 10.2s, ..."."""
+        return ", ".join(f"{name} {s:.1f}s" for name, s in asdict(self.stages).items())
+
+    def to_dict(self) -> dict:
+        return {
+            "index": self.home,
+            "model": self.model,
+            "added": self.added,
+            "updated": self.updated,
+            "removed": self.removed,
+            "unchanged": self.unchanged,
+            "moved": self.moved,
+            "reused": self.reused,
+            "captioned": self.captioned,
+            "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+            "total": self.total,
+            "seconds": round(self.seconds, 3),
+            "images_per_second": round(self.embedded / self.seconds, 2) if self.seconds else 0.0,
+            "interrupted": self.interrupted,
+            "stages": self.stages.to_dict(),
+        }

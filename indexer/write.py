@@ -1,0 +1,116 @@
+"""Write stage: embedded batches -> rows of the LanceDB store, one commit per batch.
+
+The writer is the only stage that touches the store: it looks up content already indexed
+(moves, renames, copies), upserts rows with their captions, and deletes rows of files that
+are gone or no longer decodable. Each call returns what it did; nothing else is changed."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from pixfind.search.store import Store, now, path_id
+from pixfind.search.types import ImageRecord
+
+from .decode import DecodedBatch, Skipped
+from .embed import EmbeddedBatch, EmbeddedImage, Reused
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What one write did, for the report."""
+
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    moved: int = 0  # new paths whose content was indexed under a path now gone
+    reused: int = 0  # vectors taken from the index by content hash
+    captioned: int = 0  # rows written with at least one caption
+    skipped: tuple[Skipped, ...] = ()
+
+
+class Writer:
+    """Writes into ``store`` for one run.
+
+    ``changed``: paths already indexed whose files changed (rewritten rows count as updated,
+    and such a file that no longer decodes leaves the index). ``removed``: indexed paths whose
+    files are gone (a new path holding their content counts as moved)."""
+
+    def __init__(self, store: Store, changed: Collection[str] = (), removed: Collection[str] = ()):
+        self.store = store
+        self.changed = frozenset(changed)
+        self.removed = frozenset(removed)
+        self._known_hashes: set[str] | None = None
+
+    def reusable(self, decoded: DecodedBatch) -> dict[str, Reused]:
+        """Indexed rows holding content of ``decoded``, by content hash."""
+        if self._known_hashes is None:
+            # one scan per run, so batches look up moves in memory; a fresh index holds none
+            count = self.store.count()
+            self._known_hashes = self.store.known_hashes() if count else set()
+        wanted = {im.facts.content_hash for im in decoded.images} & self._known_hashes
+        if not wanted:
+            return {}
+        rows = self.store.rows_by_hash(wanted)
+        return {h: Reused(path, vector) for h, (path, vector) in rows.items()}
+
+    def write(self, batch: EmbeddedBatch) -> WriteResult:
+        """Commit ``batch`` at once; its skipped files that were indexed leave the index."""
+        stale = [s.path for s in batch.skipped if s.path in self.changed]
+        if stale:  # a file that changed into something undecodable leaves the index
+            self.store.delete_paths(stale)
+        images = batch.images
+        if images:
+            vectors = np.stack([im.vector for im in images]).astype(np.float32, copy=False)
+            records = _records(images)
+            self.store.upsert(records, vectors, [im.caption_vectors for im in images])
+        updated = sum(1 for im in images if im.facts.stat.path in self.changed)
+        return WriteResult(
+            added=len(images) - updated,
+            updated=updated,
+            removed=len(stale),
+            moved=sum(1 for im in images if self._moved(im)),
+            reused=sum(1 for im in images if im.reused_from is not None),
+            captioned=sum(1 for im in images if im.facts.captions),
+            skipped=batch.skipped,
+        )
+
+    def delete(self, paths: Sequence[str]) -> WriteResult:
+        """Remove the rows of ``paths`` (files that are gone)."""
+        if paths:
+            self.store.delete_paths(paths)
+        return WriteResult(removed=len(paths))
+
+    def _moved(self, image: EmbeddedImage) -> bool:
+        old = image.reused_from
+        return old is not None and old in self.removed and old != image.facts.stat.path
+
+
+def _records(images: Sequence[EmbeddedImage]) -> list[ImageRecord]:
+    stamp = now()
+    records = []
+    for im in images:
+        facts, stat = im.facts, im.facts.stat
+        meta = facts.meta
+        records.append(
+            ImageRecord(
+                id=path_id(stat.path),
+                path=stat.path,
+                mtime=stat.mtime,
+                size=stat.size,
+                width=facts.width,
+                height=facts.height,
+                content_hash=facts.content_hash,
+                indexed_at=stamp,
+                file_type=facts.file_type,
+                taken_at=meta.taken_at if meta.taken_at is not None else stat.mtime,
+                taken_source="exif" if meta.taken_at is not None else "mtime",
+                camera_make=meta.camera_make,
+                camera_model=meta.camera_model,
+                gps_lat=meta.gps_lat,
+                gps_lon=meta.gps_lon,
+                captions=facts.captions,
+            )
+        )
+    return records
