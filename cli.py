@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 from pixfind.search.errors import PixfindError
-from pixfind.search.settings import passive_omp_threads, resolve_home
+from pixfind.search.settings import get_settings, passive_omp_threads, resolve_home
 from pixfind.search.types import display_path
 from pixfind.train import commands as train_commands
 from rich.console import Console
@@ -60,13 +60,13 @@ def main_options(
         str | None,
         typer.Option(
             "--index",
-            envvar="PIXFIND_INDEX",
-            help="Index directory. Default: $PIXFIND_HOME, else ~/.local/share/pixfind.",
+            help="Index directory. Default: $PIXFIND_INDEX, else $PIXFIND_HOME, else "
+            "~/.local/share/pixfind.",
             metavar="DIR",
         ),
     ] = None,
 ) -> None:
-    state.index = index
+    state.index = index or get_settings().index
 
 
 def home() -> Path:
@@ -249,6 +249,7 @@ def _print_report(report) -> None:
         f"{len(report.skipped)} skipped; {report.total} images in the index "
         f"({report.seconds:.1f}s, {rate:.1f} img/s) [dim]model {report.model}[/]"
     )
+    out.print(f"[dim]stages: {report.stage_summary()}[/]")
     if report.skipped:
         shown = report.skipped[:20]
         for path, reason in shown:
@@ -451,9 +452,8 @@ def serve_cmd(
         str | None,
         typer.Option(
             "--token",
-            envvar="PIXFIND_TOKEN",
-            help="Require `Authorization: Bearer TOKEN` on every /api route "
-            "(prefer the PIXFIND_TOKEN variable: arguments show in `ps`).",
+            help="Require `Authorization: Bearer TOKEN` on every /api route. Default: "
+            "$PIXFIND_TOKEN (prefer the variable: arguments show in `ps`).",
         ),
     ] = None,
     max_upload_mb: Annotated[
@@ -485,7 +485,7 @@ def serve_cmd(
 
     settings = Settings(
         index=resolve_home(index) if index else home(),
-        token=token or None,
+        token=token or get_settings().token,
         device=device,
         host=host,
         max_upload_bytes=int(max_upload_mb * 1024 * 1024),

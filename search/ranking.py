@@ -7,16 +7,26 @@ engine (search/engine.py) and the cold path (search/cold/fastpath.py) rank the s
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from .types import CaptionMatch, Hit, ImageRecord
+from .types import CaptionMatch, Hit
 
 if TYPE_CHECKING:
-    from .cold.snapshot import HitRecord
     from .index import VectorIndex
     from .store import Captioned
+
+
+class Record(Protocol):
+    """What a hit shows of a photo: a store row (ImageRecord) or a query-snapshot row."""
+
+    path: str
+    width: int
+    height: int
+    taken_at: float
+    file_type: str
+
 
 # Below this many captioned photos a query's caption scores are too few to calibrate.
 MIN_CALIBRATION_ROWS = 8
@@ -56,7 +66,7 @@ def top_candidates(candidates: list[Candidate], k: int, min_score: float | None)
 
 def make_hits(
     candidates: list[Candidate],
-    records: dict[int, ImageRecord | HitRecord],
+    records: dict[int, Record],
     sort: str,
     caption_weight: float,
 ) -> list[Hit]:

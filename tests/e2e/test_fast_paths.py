@@ -80,7 +80,7 @@ def test_text_only_tower_from_weights_equals_full_model(tmp_path):
 
 
 def test_text_query_never_loads_the_image_tower(cli, picture_dir, tmp_path):
-    from pixfind.search.engine import open_index
+    from pixfind.search.engine import Searcher
 
     full = load_encoder(TINY, "cpu")
     model_dir = save_model_dir(
@@ -89,7 +89,7 @@ def test_text_query_never_loads_the_image_tower(cli, picture_dir, tmp_path):
     cli("index", picture_dir, "--model", model_dir)
     _load_cached.cache_clear()
     _load_text_cached.cache_clear()
-    searcher = open_index(tmp_path / "index")
+    searcher = Searcher(tmp_path / "index", cold=False)  # the warm path, in a process that stays
     hits = searcher.search("a red circle", k=3)
     assert len(hits) == 3
     assert searcher._encoder is None and isinstance(searcher._text_encoder, TextEncoder)
