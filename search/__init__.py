@@ -14,11 +14,12 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "DEFAULT_SPEC": "encoder",
+    "DEFAULT_SPEC": "models",
+    "list_models": "models",
+    "requested_spec": "models",
+    "resolve_spec": "models",
     "Encoder": "encoder",
-    "list_models": "encoder",
     "load_encoder": "encoder",
-    "resolve_spec": "encoder",
     "Results": "engine",
     "Searcher": "engine",
     "open_index": "engine",

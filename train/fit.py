@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 from pixfind.search.captions import read_collections
-from pixfind.search.encoder import CONFIG_DIR, CONFIG_NAME, get_open_clip, is_model_dir
 from pixfind.search.errors import PixfindError, UnknownModel
 from pixfind.search.images import DecodeError, decode_file
+from pixfind.search.models import CONFIG_NAME, get_open_clip, is_model_dir, register_config
 
 DEMO_MODEL = "pixfind-demo"
 CHECKPOINT = Path("checkpoints") / "last.pt"
@@ -142,7 +142,7 @@ def _arch(model: str) -> tuple[str, dict]:
         if "vision_cfg" not in cfg or "text_cfg" not in cfg:
             raise UnknownModel(f"{path} is not an open_clip model config (no vision_cfg/text_cfg)")
         name = _custom_name(cfg)
-        open_clip.factory._MODEL_CONFIGS[name] = cfg  # register without copying files around
+        register_config(name, cfg)
         return name, cfg
     cfg = open_clip.get_model_config(model)
     if cfg is None:
@@ -155,8 +155,8 @@ def _arch(model: str) -> tuple[str, dict]:
     return model, cfg
 
 
-def build_model(options: TrainOptions) -> tuple[Any, Any, Any, dict, dict | None]:
-    """(model, preprocess, tokenizer, model_cfg, resume state) for the options' starting point.
+def build_model(options: TrainOptions) -> tuple[Any, Any, Any, dict]:
+    """(model, preprocess, tokenizer, model_cfg) for the options' starting point.
 
     --from accepts a model directory, a `pixfind train` checkpoint, an open_clip checkpoint file
     (with --model naming its architecture) or a pretrained tag of --model.
@@ -165,7 +165,6 @@ def build_model(options: TrainOptions) -> tuple[Any, Any, Any, dict, dict | None
 
     open_clip = get_open_clip()
     init = options.init
-    ckpt_state = None
     if init and is_model_dir(init):
         directory = Path(init).expanduser().resolve()
         name = f"local-dir:{directory}"
@@ -174,7 +173,7 @@ def build_model(options: TrainOptions) -> tuple[Any, Any, Any, dict, dict | None
             model, _, preprocess = open_clip.create_model_and_transforms(name)
         except Exception as exc:
             raise UnknownModel(f"can't load model directory {directory}: {exc}") from exc
-        return model, preprocess, open_clip.get_tokenizer(name), model_cfg, None
+        return model, preprocess, open_clip.get_tokenizer(name), model_cfg
     if init and Path(init).expanduser().is_file():
         path = Path(init).expanduser()
         try:
@@ -184,16 +183,16 @@ def build_model(options: TrainOptions) -> tuple[Any, Any, Any, dict, dict | None
         if isinstance(ckpt_state, dict) and "pixfind_train" in ckpt_state:
             model_cfg = ckpt_state["model_cfg"]
             name = ckpt_state["arch"]
-            open_clip.factory._MODEL_CONFIGS.setdefault(name, model_cfg)
+            register_config(name, model_cfg)
             model, _, preprocess = open_clip.create_model_and_transforms(name)
             model.load_state_dict(ckpt_state["model"])
-            return model, preprocess, open_clip.get_tokenizer(name), model_cfg, None
+            return model, preprocess, open_clip.get_tokenizer(name), model_cfg
         name, model_cfg = _arch(options.model)
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=str(path))
         except Exception as exc:
             raise UnknownModel(f"can't load {path} into {name}: {exc}") from exc
-        return model, preprocess, open_clip.get_tokenizer(name), model_cfg, None
+        return model, preprocess, open_clip.get_tokenizer(name), model_cfg
     name, model_cfg = _arch(options.model)
     if init:
         tags = open_clip.list_pretrained_tags_by_model(name)
@@ -209,11 +208,11 @@ def build_model(options: TrainOptions) -> tuple[Any, Any, Any, dict, dict | None
                 f"could not load {name} {init}: {exc} (no model hub? pass a local checkpoint "
                 "file or model directory to --from)"
             ) from exc
-        return model, preprocess, open_clip.get_tokenizer(name), model_cfg, None
+        return model, preprocess, open_clip.get_tokenizer(name), model_cfg
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(options.seed)
         model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None)
-    return model, preprocess, open_clip.get_tokenizer(name), model_cfg, None
+    return model, preprocess, open_clip.get_tokenizer(name), model_cfg
 
 
 def count_params(model: Any) -> int:
@@ -467,7 +466,7 @@ def train(
     random.seed(options.seed)
     np.random.seed(options.seed)
     torch.manual_seed(options.seed)
-    model, preprocess, tokenizer, model_cfg, _ = build_model(options)
+    model, preprocess, tokenizer, model_cfg = build_model(options)
     arch = _custom_name(model_cfg)
     device = options.device
     # channels-last convolutions: a conv image tower's step is ~20% quicker on CPU (no-op
@@ -591,8 +590,3 @@ def train(
     result.seconds = time.perf_counter() - began
     result.history = history
     return result
-
-
-def config_path(name: str) -> Path:
-    """The JSON file of one of pixfind's shipped architectures."""
-    return CONFIG_DIR / f"{name}.json"

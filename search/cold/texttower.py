@@ -17,9 +17,11 @@ tests/test_fast_query.py checks that tokens and embeddings equal open_clip's.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -192,8 +194,28 @@ def _expected_shapes(arch: dict) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+@contextlib.contextmanager
+def threads_for(n_texts: int):
+    """One intra-op thread to encode one query: a query is a few tokens, and one thread is as
+    fast on an idle machine and up to 10x faster on a busy one, where intra-op threads spin
+    waiting for each other (measured 48 vs 595 ms)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    if n_texts == 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 class PlainTextTower:
-    """``encode_text`` of a plain CLIP text tower, float32 on CPU, unpadded, L2-normalised."""
+    """``encode_text`` of a plain CLIP text tower, float32 on CPU, unpadded, L2-normalised.
+
+    The one text tower of pixfind: the cold path loads it from a recipe (``load``), a text
+    query with open_clip loaded from the same weights file (search.encoder.load_text_encoder),
+    and a loaded full model runs its own text tensors through it (``from_state``)."""
 
     def __init__(self, arch: dict, state: dict):
         self.arch = arch
@@ -207,6 +229,22 @@ class PlainTextTower:
         self.tokenizer = simple_tokenizer(arch["context_length"])
 
     @classmethod
+    def from_state(cls, arch: dict | None, state: dict) -> PlainTextTower | None:
+        """The tower over a state dict's text tensors (others are ignored; float32 ones are
+        used in place, not copied), or None when they aren't exactly this architecture's."""
+        if arch is None:
+            return None
+        state = {k: v for k, v in state.items() if not k.startswith(SKIP_PREFIXES)}
+        shapes = _expected_shapes(arch)
+        if set(state) != set(shapes):
+            return None
+        if any(tuple(state[k].shape) != s for k, s in shapes.items()):
+            return None
+        if any(v.device.type != "cpu" for v in state.values()):
+            return None
+        return cls(arch, {k: v.detach().float() for k, v in state.items()})
+
+    @classmethod
     def load(cls, recipe: dict | None) -> PlainTextTower | None:
         """The tower a recipe describes, or None when the recipe is stale or not exact."""
         if not recipe or recipe.get("format") != RECIPE_FORMAT:
@@ -218,29 +256,18 @@ class PlainTextTower:
             return None
         if (st.st_size, st.st_mtime_ns) != (recipe["weights_size"], recipe["weights_mtime_ns"]):
             return None  # the weights file changed since the index was built
-        arch = recipe["arch"]
-        state = read_text_state(path)
-        shapes = _expected_shapes(arch)
-        if set(state) != set(shapes):
-            return None
-        if any(tuple(state[k].shape) != s for k, s in shapes.items()):
-            return None
-        state = {k: v.float() for k, v in state.items()}
-        return cls(arch, state)
+        return cls.from_state(recipe["arch"], read_text_state(path))
 
-    def encode_texts(self, texts: list[str]) -> np.ndarray:
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         import torch
 
-        threads = torch.get_num_threads()
-        if len(texts) == 1:  # see search.encoder._encode_texts: one thread for one query
-            torch.set_num_threads(1)
-        try:
-            with torch.inference_mode():
-                tokens = self.tokenizer(list(texts))
-                out = torch.nn.functional.normalize(self.forward(tokens), dim=-1)
-        finally:
-            torch.set_num_threads(threads)
-        return out.numpy().astype(np.float32, copy=False)
+        out = [np.zeros((0, self.dim), np.float32)]
+        with threads_for(len(texts)), torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                tokens = self.tokenizer(list(texts[start : start + batch_size]))
+                features = torch.nn.functional.normalize(self.forward(tokens), dim=-1)
+                out.append(features.numpy().astype(np.float32, copy=False))
+        return np.concatenate(out)
 
     def forward(self, tokens) -> Any:
         """Features at each sequence's end-of-text token (the highest token id, as open_clip's

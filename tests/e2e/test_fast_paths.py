@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pixfind.search.cold.texttower import PlainTextTower
 from pixfind.search.encoder import (
     TextEncoder,
     _load_cached,
     _load_text_cached,
-    encode_text_unpadded,
-    get_open_clip,
     load_encoder,
     load_text_encoder,
     save_model_dir,
@@ -24,6 +23,7 @@ from pixfind.search.index import (
     exact_topk,
     neighbour_recall,
 )
+from pixfind.search.models import get_open_clip, register_config
 from pixfind.search.store import Store, path_id
 from pixfind.search.types import EncoderSpec, ImageRecord, ModelInfo
 
@@ -44,16 +44,23 @@ def test_unpadded_text_encoding_equals_open_clip_encode_text():
     import torch
 
     encoder = load_encoder(TINY, "cpu")
+    tower = encoder.text_tower()  # the loaded model's own tensors, run by the plain tower
+    assert isinstance(tower, PlainTextTower)
+    assert tower.state["token_embedding.weight"].data_ptr() == (
+        encoder.model.token_embedding.weight.data_ptr()  # shared, not copied
+    )
     tokens = encoder.tokenizer(TEXTS)
     assert int(tokens.argmax(-1).max()) + 1 < tokens.shape[1]  # there is padding to skip
     with torch.inference_mode():
-        ours = encode_text_unpadded(encoder.model, tokens).numpy()
+        ours = tower.forward(tokens).numpy()
     np.testing.assert_allclose(ours, _padded(encoder.model, encoder.tokenizer, TEXTS), atol=2e-5)
     # and through the public, normalised path, one text at a time as queries are encoded
     one = np.concatenate([encoder.encode_texts([t]) for t in TEXTS])
     ref = _padded(encoder.model, encoder.tokenizer, TEXTS)
     ref /= np.linalg.norm(ref, axis=1, keepdims=True)
     np.testing.assert_allclose(one, ref, atol=2e-5)
+    np.testing.assert_allclose(encoder.encode_texts(TEXTS, batch_size=3), ref, atol=2e-5)
+    assert encoder.dim == ref.shape[1]
 
 
 def test_text_only_tower_from_weights_equals_full_model(tmp_path):
@@ -66,9 +73,9 @@ def test_text_only_tower_from_weights_equals_full_model(tmp_path):
     spec = EncoderSpec(str(model_dir), None)
     _load_text_cached.cache_clear()
     text = load_text_encoder(spec, "cpu")
-    assert isinstance(text, TextEncoder)
-    assert not hasattr(text.model, "visual")  # the image tower was never built
-    n_text = sum(p.numel() for p in text.model.parameters())
+    assert isinstance(text, TextEncoder) and isinstance(text.tower, PlainTextTower)
+    assert not any(k.startswith("visual.") for k in text.tower.state)  # no image tower read
+    n_text = sum(t.numel() for t in text.tower.state.values())
     assert n_text < sum(p.numel() for p in full.model.parameters())
     expected = _padded(full.model, full.tokenizer, TEXTS)
     expected /= np.linalg.norm(expected, axis=1, keepdims=True)
@@ -76,7 +83,26 @@ def test_text_only_tower_from_weights_equals_full_model(tmp_path):
     assert text.dim == full.dim
     with torch.inference_mode():  # weights were read from the file, not re-initialised
         ref = full.model.token_embedding.weight
-        assert torch.equal(text.model.token_embedding.weight, ref)
+        assert torch.equal(text.tower.state["token_embedding.weight"], ref)
+
+
+def test_text_encoder_falls_back_to_the_full_model_where_the_tower_is_not_exact(tmp_path):
+    _load_text_cached.cache_clear()
+    assert load_text_encoder(TINY, "cpu") is load_encoder(TINY, "cpu")  # random weights
+    # a text tower the plain tower does not reproduce (layer scale): open_clip's encode_text
+    cfg = get_open_clip().get_model_config("pixfind-tiny")
+    cfg["text_cfg"] = {**cfg["text_cfg"], "ls_init_value": 0.5}
+    register_config("pixfind-test-ls", cfg)
+    model = get_open_clip().create_model("pixfind-test-ls", pretrained=None).eval()
+    model_dir = save_model_dir(model, tmp_path / "ls", cfg)
+    spec = EncoderSpec(str(model_dir), None)
+    text = load_text_encoder(spec, "cpu")
+    assert not isinstance(text, TextEncoder) and text.text_tower() is None
+    expected = _padded(model, text.tokenizer, TEXTS)
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(text.encode_texts(TEXTS), expected, atol=2e-5)
+    _load_cached.cache_clear()
+    _load_text_cached.cache_clear()
 
 
 def test_text_query_never_loads_the_image_tower(cli, picture_dir, tmp_path):

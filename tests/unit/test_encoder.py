@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
-from pixfind.search.encoder import _load_cached, load_encoder, resolve_spec, save_model_dir
-from pixfind.search.errors import UnknownModel
+from pixfind.search.encoder import _load_cached, load_encoder, save_model_dir
+from pixfind.search.models import get_open_clip
 from pixfind.search.types import EncoderSpec
 
 from ..conftest import make_picture
@@ -66,8 +66,6 @@ def test_checkpoint_file_and_directory_load_back_identically(encoder, images, tm
     np.testing.assert_allclose(from_file.encode_images(images), expected_img, atol=1e-6)
     np.testing.assert_allclose(from_file.encode_texts(TEXTS), expected_txt, atol=1e-6)
 
-    from pixfind.search.encoder import get_open_clip
-
     cfg = get_open_clip().get_model_config("pixfind-tiny")
     model_dir = save_model_dir(encoder.model, tmp_path / "tiny-model", cfg)
     from_dir = load_encoder(EncoderSpec(str(model_dir), None), "cpu")
@@ -75,25 +73,3 @@ def test_checkpoint_file_and_directory_load_back_identically(encoder, images, tm
     np.testing.assert_allclose(from_dir.encode_texts(TEXTS), expected_txt, atol=1e-6)
     assert from_dir.info.dim == 128 and from_dir.info.image_size == 64
     _load_cached.cache_clear()  # the module-scoped encoder was modified in place
-
-
-def test_unknown_model_lists_choices():
-    with pytest.raises(UnknownModel, match="ViT-B-32"):
-        resolve_spec("ViT-B-33", None)
-
-
-def test_unknown_tag_lists_valid_tags():
-    with pytest.raises(UnknownModel, match="laion2b_s34b_b79k"):
-        resolve_spec("ViT-B-32", "no-such-tag")
-
-
-def test_missing_checkpoint_and_model_dir_are_clear(tmp_path):
-    with pytest.raises(UnknownModel, match="not found"):
-        resolve_spec("ViT-B-32", str(tmp_path / "missing.pt"))
-    with pytest.raises(UnknownModel, match="open_clip_config.json"):
-        resolve_spec(str(tmp_path / "no-model-here"), None)
-
-
-def test_default_spec_is_the_real_pretrained_model():
-    spec = resolve_spec(None, "laion2b_s34b_b79k")
-    assert spec == EncoderSpec("ViT-B-32", "laion2b_s34b_b79k")
