@@ -1,10 +1,10 @@
 """The cold text query: ``pixfind search "words"`` without importing open_clip or LanceDB.
 
-A fresh query snapshot (search/snapshot.py) holds the records of the FAISS positions and the
-text tower's recipe (search/texttower.py); with them a plain text query needs torch, FAISS and
-pyarrow only: about 1.7 s from process start with ViT-B-32 where the ordinary path takes
-about 4.5 s (bench/cold_cli.py). The results are the ordinary path's, hit for hit
-(tests/test_fast_query.py).
+A fresh query snapshot (search/cold/snapshot.py) holds the records of the FAISS positions
+and the text tower's recipe (search/cold/texttower.py); with them a plain text query needs
+torch, FAISS and pyarrow only: about 1.7 s from process start with ViT-B-32 where the
+ordinary path takes about 4.5 s (bench/cold_cli.py). The results are the ordinary path's,
+hit for hit (tests/e2e/test_fast_query.py).
 
 ``text_search`` returns None whenever the shortcut does not apply or anything about it looks
 off, and the caller then takes the ordinary path, which also gives the proper error messages:

@@ -6,13 +6,22 @@ text transformer (token + position embeddings, pre-norm blocks with causal self-
 final LayerNorm, the end-of-text token's feature times a projection) is small enough to run
 as a few functional torch calls on the checkpoint's own tensors.
 
-A *recipe* says where those tensors are and what the architecture is. The indexer writes
-one (``text_recipe`` in search/encoder.py, with open_clip loaded anyway) into the query
-snapshot, and only for configurations this module reproduces exactly: anything else
-(custom or Hugging Face text towers, layer scale, other pooling, tokenizer options) gets no
-recipe and takes the open_clip path. The weights are loaded strictly: every text tensor of
-the checkpoint must be used and match its expected shape, else ``load`` returns None.
-tests/test_fast_query.py checks that tokens and embeddings equal open_clip's.
+It is pixfind's only text tower implementation for plain CLIP models, cold or warm:
+
+- the cold path (search/cold/fastpath.py) loads it from a *recipe*, which says where the
+  tensors are and what the architecture is. The indexer writes one (``text_recipe`` in
+  search/encoder.py, with open_clip loaded anyway) into the query snapshot;
+- ``load_text_encoder`` (a text query with open_clip loaded) loads it from the same recipe:
+  the text tensors alone, the image tower is never built;
+- a loaded full model (``Encoder.encode_texts``, e.g. caption vectors at indexing) runs its
+  own text tensors through it (``from_state``), without computing the padded positions.
+
+Only configurations this module reproduces exactly get a tower: anything else (custom or
+Hugging Face text towers, layer scale, other pooling, tokenizer options, random weights
+without a file, fp16 or GPU models) takes open_clip's ``encode_text``. The weights are
+checked strictly: every text tensor must be used and match its expected shape, else
+``load``/``from_state`` return None. tests/unit/test_texttower.py and
+tests/e2e/test_fast_query.py check that tokens and embeddings equal open_clip's.
 """
 
 from __future__ import annotations
