@@ -97,26 +97,10 @@ DeviceOpt = Annotated[
 
 
 def _spec(model: str | None, pretrained: str | None):
-    """None lets the index's own model (or the default, for a new index) be used.
+    """None: the index's own model (or the default, for a new index); see search/models.py."""
+    from pixfind.search.models import requested_spec
 
-    An architecture given without --pretrained gets its first published tag (the default tag
-    for ViT-B-32); ``--pretrained none`` asks for random weights (tests, benchmarks).
-    """
-    from pixfind.search.encoder import DEFAULT_MODEL, DEFAULT_PRETRAINED, is_model_dir
-    from pixfind.search.types import EncoderSpec
-
-    if model is None and pretrained is None:
-        return None
-    model = model or DEFAULT_MODEL
-    if pretrained is None and not is_model_dir(model):
-        if model == DEFAULT_MODEL:
-            pretrained = DEFAULT_PRETRAINED
-        else:
-            from pixfind.search.encoder import get_open_clip
-
-            tags = get_open_clip().list_pretrained_tags_by_model(model)
-            pretrained = tags[0] if tags else None
-    return EncoderSpec(model, pretrained)
+    return requested_spec(model, pretrained)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -424,7 +408,7 @@ def models_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """List open_clip models and their pretrained tags (any of them works with --model)."""
-    from pixfind.search.encoder import DEFAULT_SPEC, list_models
+    from pixfind.search.models import DEFAULT_SPEC, list_models
 
     rows = [(n, tags) for n, tags in list_models() if tags or all_models]
     if as_json:

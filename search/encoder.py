@@ -15,16 +15,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import UnknownModel
-from .models import (  # noqa: F401 - re-exported until every caller imports from .models
-    CONFIG_DIR,
+from .models import (
     CONFIG_NAME,
-    DEFAULT_MODEL,
-    DEFAULT_PRETRAINED,
     DEFAULT_SPEC,
     checkpoint_files,
     get_open_clip,
     is_model_dir,
-    list_models,
     model_config,
     open_clip_name,
     resolve_spec,

@@ -22,6 +22,7 @@ from .encoder import (
 from .errors import BadQuery, EmptyIndex, IndexMismatch, UnsupportedImage
 from .images import DecodeError, decode_bytes, load_query_image
 from .index import VectorIndex
+from .models import requested_spec
 from .query import MAX_K, MAX_QUERY_CHARS, SORTS, Query, Term, combine
 from .ranking import (
     Candidate,
@@ -327,5 +328,4 @@ def open_index(
     device: str = "auto",
 ) -> Searcher:
     """Open an index for searching: ``open_index("~/.local/share/pixfind").search("a dog")``."""
-    spec = EncoderSpec(model, pretrained) if model or pretrained else None
-    return Searcher(home, spec, device)
+    return Searcher(home, requested_spec(model, pretrained), device)

@@ -172,7 +172,7 @@ class Store:
     def check_spec(self, spec: EncoderSpec) -> EncoderSpec:
         """Refuse another model by its spec alone, before any weights are loaded (an offline
         machine would otherwise fail on the download instead of saying what is wrong)."""
-        from .encoder import resolve_spec, spec_identity
+        from .models import resolve_spec, spec_identity
 
         resolved = resolve_spec(spec.model, spec.pretrained)
         if spec_identity(resolved) != self.info.identity:

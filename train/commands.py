@@ -216,9 +216,9 @@ def eval_cmd(
     Example: pixfind eval ./shapes/test --model ./my-model --plot scores.png
     """
     from pixfind.search.captions import CAPTIONS_FILE, LABELS_FILE
-    from pixfind.search.encoder import DEFAULT_SPEC, load_encoder
+    from pixfind.search.encoder import load_encoder
     from pixfind.search.errors import PixfindError as Failed
-    from pixfind.search.models import requested_spec
+    from pixfind.search.models import DEFAULT_SPEC, requested_spec
     from pixfind.train.evaluate import plot as plot_scores
     from pixfind.train.evaluate import retrieval, zero_shot
 

@@ -593,7 +593,7 @@ def test_pixfind_serve_command(corpus, cli, tmp_path):
 
 def test_index_rebuilt_with_another_model_while_serving_is_503(tmp_path):
     import torch
-    from pixfind.search.encoder import get_open_clip
+    from pixfind.search.models import get_open_clip
 
     photos = tmp_path / "photos"
     for i in range(3):

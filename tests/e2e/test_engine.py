@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from pixfind.search.encoder import get_open_clip, save_model_dir
+from pixfind.search.encoder import save_model_dir
 from pixfind.search.engine import Searcher
 from pixfind.search.errors import NoIndex, UnsupportedImage
+from pixfind.search.models import get_open_clip
 from pixfind.search.query import Query
 from pixfind.search.types import EncoderSpec
 
@@ -96,3 +97,17 @@ def test_similar_and_upload_queries(indexed):
 def test_no_index_is_reported_before_any_heavy_import(tmp_path):
     with pytest.raises(NoIndex, match="no index at"):
         Searcher(tmp_path / "nothing-here")
+
+
+def test_a_model_name_means_the_same_to_the_python_api_and_the_cli(indexed, cli):
+    """`--model RN50` and open_index(model="RN50") resolve alike: RN50's first published tag
+    (this index was built with another model, so both refuse it, naming what was asked)."""
+    from pixfind.search import open_index
+    from pixfind.search.errors import IndexMismatch
+    from pixfind.search.models import get_open_clip
+
+    tag = get_open_clip().list_pretrained_tags_by_model("RN50")[0]
+    with pytest.raises(IndexMismatch, match=f"RN50/{tag} was asked for"):
+        open_index(indexed, model="RN50").search("a dog")
+    result = cli("--index", indexed, "search", "a dog", "--model", "RN50", ok=False)
+    assert result.exit_code == 1 and f"RN50/{tag} was asked for" in result.output
