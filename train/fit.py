@@ -332,6 +332,12 @@ def train(
     steps_per_epoch = len(
         epoch_batches(np.random.default_rng(0), [[]] * n, batch_size, options.hard_batches)
     )
+    if steps_per_epoch == 0:  # hard and random batches are drawn apart: each needs a batch
+        most = max(2, int(n * min(options.hard_batches, 1 - options.hard_batches)))
+        raise TrainError(
+            f"{n} captioned images are too few for batches of {batch_size}; "
+            f"use --batch-size {most} or less"
+        )
     total = steps_per_epoch * options.epochs
     warmup = int(options.warmup * total)
     optimizer = _adamw(model, options)

@@ -170,6 +170,9 @@ def test_cli_train_errors_are_one_line(cli, tmp_path):
         ok=False,
     )
     assert frozen.exit_code == 1 and "--freeze must be" in frozen.output
+    # too few photos for one batch of each kind: a clear line, not an UnboundLocalError
+    few = cli("train", data.train, "--out", tmp_path / "m3", "--model", "pixfind-tiny", ok=False)
+    assert few.exit_code == 1 and "too few for batches of 8; use --batch-size 4" in few.output
 
 
 @pytest.mark.slow
