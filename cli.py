@@ -457,13 +457,39 @@ def serve_cmd(
         ),
     ] = None,
     device: DeviceOpt = "auto",
+    header_timeout: Annotated[
+        float,
+        typer.Option(
+            "--header-timeout",
+            min=0.1,
+            help="Seconds a client has to send a request's headers before it is disconnected.",
+        ),
+    ] = 10.0,
+    body_timeout: Annotated[
+        float,
+        typer.Option(
+            "--body-timeout", min=0.1, help="Seconds a client has to send a request's body."
+        ),
+    ] = 120.0,
+    keep_alive: Annotated[
+        int,
+        typer.Option("--keep-alive", min=1, help="Seconds an idle connection is kept open."),
+    ] = 5,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            "--max-connections",
+            min=2,
+            help="Open connections and requests in progress at once; more are answered 503.",
+        ),
+    ] = 100,
 ) -> None:
     """Serve the search page and JSON API (open http://127.0.0.1:8000/, API docs at /docs).
 
     Example: PIXFIND_TOKEN=s3cret pixfind serve --host 0.0.0.0 --port 8080
     """
-    import uvicorn
     from pixfind.api.app import create_app
+    from pixfind.api.server import ServerLimits, serve
     from pixfind.api.service import Service
     from pixfind.api.settings import Settings, is_loopback
 
@@ -489,7 +515,13 @@ def serve_cmd(
         f"open http://{url_host}:{port}/ (API docs /docs)"
         + ("; token required" if settings.token else "")
     )
-    uvicorn.run(create_app(settings, service), host=host, port=port, log_level="warning")
+    limits = ServerLimits(
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
+        keep_alive=keep_alive,
+        max_connections=max_connections,
+    )
+    serve(create_app(settings, service), host, port, limits)
 
 
 def main() -> None:

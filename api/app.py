@@ -28,12 +28,14 @@ from pixfind.search.errors import (
 )
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import ClientDisconnect
 
 from .deps import get_settings
 from .routes import images, search, status
+from .schemas import ErrorResponse, safe_text
 from .service import FileGone, Service
 from .settings import Settings
-from .upload import TooLarge
+from .upload import MULTIPART_SLACK, TooLarge, limit_message
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -78,8 +80,15 @@ DOCS_CSP = (
 )
 
 
+# Request bodies other than an image upload (POST /api/login: a token) are refused above this.
+MAX_BODY_BYTES = 64 * 1024
+UPLOAD_PATH = "/api/search/image"
+
+
 def error(status: int, code: str, detail: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+    return JSONResponse(
+        {"error": code, "detail": safe_text(detail)}, status_code=status, headers=headers
+    )
 
 
 def _describe(exc: RequestValidationError) -> str:
@@ -109,6 +118,13 @@ def install_error_handlers(app: FastAPI) -> None:
             detail = f"no such endpoint: {request.method} {request.url.path[:200]}"
         code = HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
         return error(exc.status_code, code, str(detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, _exc: ClientDisconnect) -> JSONResponse:
+        # the client went away mid-request (closed the tab, cancelled an upload): not a fault
+        # of the server, so no traceback; the answer goes nowhere
+        log.info("client disconnected during %s %s", request.method, request.url.path[:200])
+        return error(400, "client_disconnected", "the client closed the connection")
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
@@ -145,6 +161,42 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class BodyLimit:
+    """Refuse a request body larger than the route needs, before it is read: at once when
+    Content-Length says so, otherwise as soon as the bytes received pass the limit (chunked).
+    Image uploads may be ``max_upload`` bytes (plus multipart framing), anything else 64 KiB."""
+
+    def __init__(self, app, max_upload: int):
+        self.app = app
+        self.max_upload = max_upload
+
+    def limit_for(self, path: str) -> int:
+        return self.max_upload + MULTIPART_SLACK if path == UPLOAD_PATH else MAX_BODY_BYTES
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit = self.limit_for(scope["path"])
+        upload = scope["path"] == UPLOAD_PATH
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            response = error(413, "payload_too_large", limit_message(limit, upload))
+            return await response(scope, receive, send)
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    # FastAPI re-raises HTTPExceptions met while reading a body
+                    raise StarletteHTTPException(413, limit_message(limit, upload))
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
 class TrustedHosts:
     """Refuse requests whose Host header is not one of ours (JSON 400, like other errors)."""
 
@@ -173,6 +225,31 @@ class TrustedHosts:
         await self.app(scope, receive, send)
 
 
+def install_openapi(app: FastAPI) -> None:
+    """The schema tells what the app really sends: every error, 422 included, is
+    ``{"error": CODE, "detail": MESSAGE}`` (FastAPI would document its own 422 list body)."""
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = FastAPI.openapi(app)
+        ref = {"$ref": "#/components/schemas/ErrorResponse"}
+        for item in schema.get("paths", {}).values():
+            for operation in item.values():
+                responses = operation.get("responses", {})
+                for code, response in responses.items():
+                    if code.startswith(("4", "5")):
+                        response["content"] = {"application/json": {"schema": ref}}
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
+        components["ErrorResponse"] = ErrorResponse.model_json_schema()
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi
+
+
 def create_app(settings: Settings | None = None, service: Service | None = None) -> FastAPI:
     """The app for one index. ``service`` (an opened index + model) is made at startup
     when not given; `pixfind serve` opens it first so that errors show before binding."""
@@ -195,6 +272,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app.state.settings = settings
     app.state.service = service
     install_error_handlers(app)
+    install_openapi(app)
     for router in (search.router, images.router, status.router):
         app.include_router(router)
 
@@ -211,6 +289,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type"],
         )
+    app.add_middleware(BodyLimit, max_upload=settings.max_upload_bytes)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(TrustedHosts, allowed=settings.trusted_hosts())
     return app

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+from pixfind.search.types import display_path
 from pydantic import BaseModel, Field
+
+
+def safe_text(text: str) -> str:
+    """Text that can always be sent as UTF-8 JSON: undecodable bytes of file names (surrogate
+    escapes) and lone surrogates become U+FFFD."""
+    try:
+        return display_path(text)
+    except UnicodeError:
+        return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text)
 
 
 class Result(BaseModel):

@@ -20,7 +20,12 @@ from pathlib import Path
 
 from pixfind.search.engine import Results, Searcher
 from pixfind.search.errors import BadQuery, IndexMismatch, NotFound
-from pixfind.search.images import DecodeError, content_hash, decode_bytes
+from pixfind.search.images import (
+    DEFAULT_MAX_MEGAPIXELS,
+    DecodeError,
+    content_hash,
+    decode_bytes,
+)
 from pixfind.search.index import VectorIndex
 from pixfind.search.query import Query
 from pixfind.search.status import IndexStatus, index_status
@@ -32,6 +37,11 @@ from .settings import THUMBNAIL_SIZES, Settings
 log = logging.getLogger(__name__)
 
 THUMBNAIL_DIR = "thumbnails"
+# Decoding is where a request's memory goes (3 bytes a pixel): uploads and thumbnails of
+# large photos (over LARGE_MEGAPIXELS) are decoded at most this many at a time; the other
+# requests wait for a slot, so many of them at once can't multiply the peak.
+DECODE_SLOTS = 2
+LARGE_MEGAPIXELS = 24.0
 IMAGE_TYPES = {
     ".jpg": "image/jpeg",
     ".jpeg": "image/jpeg",
@@ -98,6 +108,7 @@ class Service:
     def __init__(self, settings: Settings, searcher: LockedSearcher):
         self.settings = settings
         self.searcher = searcher
+        self._decodes = threading.BoundedSemaphore(DECODE_SLOTS)
 
     @classmethod
     def open(cls, settings: Settings) -> Service:
@@ -116,7 +127,10 @@ class Service:
 
     def search(self, query: Query) -> Results:
         """One page of a text, "more like this" or uploaded-image search."""
-        return self._fresh().run(query)
+        if query.upload is None:
+            return self._fresh().run(query)
+        with self._decodes:
+            return self._fresh().run(query)
 
     # -- files -----------------------------------------------------------------
     def record(self, image_id: int) -> ImageRecord:
@@ -163,7 +177,12 @@ class Service:
         if cached.is_file():
             return cached, None
         _, data, _ = self.read_original(image_id)
-        jpeg = make_thumbnail(data, size)
+        megapixels = rec.width * rec.height / 1e6
+        if megapixels > LARGE_MEGAPIXELS:
+            with self._decodes:
+                jpeg = make_thumbnail(data, size, megapixels)
+        else:
+            jpeg = make_thumbnail(data, size, megapixels)
         try:
             folder.mkdir(exist_ok=True)
             tmp = cached.with_name(f"{cached.name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -211,10 +230,14 @@ def snap_size(size: int) -> int:
     return THUMBNAIL_SIZES[-1]
 
 
-def make_thumbnail(data: bytes, size: int) -> bytes:
-    """An upright JPEG whose longer side is at most ``size``."""
+def make_thumbnail(data: bytes, size: int, megapixels: float = 0.0) -> bytes:
+    """An upright JPEG whose longer side is at most ``size``.
+
+    ``megapixels`` is the indexed size of the photo: a photo indexed with a raised
+    ``--max-megapixels`` still gets its thumbnail (JPEGs decode at reduced scale, by draft)."""
+    cap = max(DEFAULT_MAX_MEGAPIXELS, megapixels * 1.001 + 0.001)
     try:
-        decoded = decode_bytes(data, draft_size=size)
+        decoded = decode_bytes(data, draft_size=size, max_megapixels=cap)
     except DecodeError as exc:
         raise BadQuery(f"can't make a thumbnail: {exc}") from exc
     img = decoded.image

@@ -17,8 +17,10 @@ class TooLarge(Exception):
     """The upload exceeds the server's limit."""
 
 
-def _limit_message(limit: int) -> str:
+def limit_message(limit: int, upload: bool = True) -> str:
     size = f"{limit / 2**20:.0f} MiB" if limit >= 2**20 else f"{limit // 1024} KiB"
+    if not upload:
+        return f"the request body is larger than this route's limit of {size}"
     return f"the upload is larger than this server's limit of {size}; send a smaller image"
 
 
@@ -26,12 +28,12 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused as soon as it passes ``limit`` bytes (or says it will)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise TooLarge(_limit_message(limit))
+        raise TooLarge(limit_message(limit))
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise TooLarge(_limit_message(limit))
+            raise TooLarge(limit_message(limit))
     return bytes(body)
 
 
@@ -65,7 +67,7 @@ async def read_upload(request: Request, limit: int) -> tuple[bytes, str]:
     finally:
         await form.close()
     if len(data) > limit:
-        raise TooLarge(_limit_message(limit))
+        raise TooLarge(limit_message(limit))
     if not data:
         raise BadQuery("the uploaded file is empty (0 bytes)")
     return data, name

@@ -184,9 +184,25 @@ class Searcher:
         if query.similar_to is not None:
             return self.store.vector(query.similar_to), [query.similar_to]
         if query.upload is not None:
+            from .images import DEFAULT_MAX_MEGAPIXELS
+
+            # A query needs a few hundred pixels a side: uploads (one decode per request) are
+            # capped far below indexing. JPEGs keep the indexing cap: above 50 MP their short
+            # side is >= 763 px (sides <= 65535), so they decode at 1/2 to 1/8 scale (draft)
+            # and stay under 50 MP decoded.
+            upload_megapixels = 50.0
+            is_jpeg = query.upload[:3] == b"\xff\xd8\xff"
+            cap = DEFAULT_MAX_MEGAPIXELS if is_jpeg else upload_megapixels
             try:
-                decoded = decode_bytes(query.upload, draft_size=self.encoder.image_size)
+                decoded = decode_bytes(
+                    query.upload, draft_size=self.encoder.image_size, max_megapixels=cap
+                )
             except DecodeError as exc:
+                if str(exc).startswith("too large:"):
+                    raise UnsupportedImage(
+                        f"the upload is too large to search with ({str(exc).split(' > ')[0]}); "
+                        f"uploads are limited to {cap:g} megapixels: send a smaller image"
+                    ) from exc
                 raise UnsupportedImage(f"the upload is not a usable image: {exc}") from exc
             return self.encoder.encode_images([decoded.image])[0], []
         exclude = []

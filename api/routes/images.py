@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import urllib.parse
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse, Response
+from pixfind.search.types import display_path
 
 from ..deps import ServiceDep, require_token
 from ..schemas import ErrorResponse
@@ -25,6 +27,18 @@ router = APIRouter(
 
 IMAGE_RESPONSE = {200: {"content": {"image/*": {}}, "description": "The image"}}
 CACHE = "private, max-age=3600"
+ATTR_CHARS = "!#$&+-.^_`|~"  # RFC 5987 attr-char besides letters and digits
+
+
+def content_disposition(path: str) -> str:
+    """``inline`` with the file's name per RFC 6266: an ASCII ``filename`` (anything else,
+    quotes, backslashes and control characters such as CR/LF become ``_``) and the exact
+    name as ``filename*=UTF-8''...`` (percent-encoded, so no byte of the name can end the
+    header). Undecodable bytes of non-UTF-8 names are sent as U+FFFD."""
+    name = display_path(os.path.basename(path)) or "image"
+    fallback = "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in name)
+    exact = urllib.parse.quote(name, safe=ATTR_CHARS)
+    return f"inline; filename=\"{fallback[:200]}\"; filename*=UTF-8''{exact}"
 
 
 @router.get(
@@ -35,11 +49,10 @@ CACHE = "private, max-age=3600"
 )
 def original(service: ServiceDep, image_id: str) -> Response:
     rec, data, media_type = service.read_original(parse_id(image_id))
-    name = os.path.basename(rec.path).encode("ascii", "replace").decode().replace('"', "")
     return Response(
         data,
         media_type=media_type,
-        headers={"Cache-Control": CACHE, "Content-Disposition": f'inline; filename="{name}"'},
+        headers={"Cache-Control": CACHE, "Content-Disposition": content_disposition(rec.path)},
     )
 
 
@@ -47,7 +60,11 @@ def original(service: ServiceDep, image_id: str) -> Response:
     "/thumbnails/{image_id}",
     summary="A JPEG thumbnail (generated on first use, cached on disk)",
     response_class=Response,
-    responses=IMAGE_RESPONSE,
+    responses={
+        **IMAGE_RESPONSE,
+        400: {"model": ErrorResponse, "description": "The indexed file can't be decoded"},
+        422: {"model": ErrorResponse, "description": "Invalid size"},
+    },
 )
 def thumbnail(
     service: ServiceDep,

@@ -8,9 +8,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pixfind.search.engine import Results
 from pixfind.search.query import Query as SearchQuery
+from pixfind.search.types import display_path
 
 from ..deps import ServiceDep, SettingsDep, require_token
-from ..schemas import ErrorResponse, Result, SearchResponse
+from ..schemas import ErrorResponse, Result, SearchResponse, safe_text
 from ..service import parse_id
 from ..upload import read_upload
 
@@ -19,9 +20,10 @@ router = APIRouter(
     tags=["search"],
     dependencies=[Depends(require_token)],
     responses={
+        400: {"model": ErrorResponse, "description": "A query with nothing to search for"},
         401: {"model": ErrorResponse, "description": "Token missing or wrong"},
         422: {"model": ErrorResponse, "description": "Invalid parameter (k, offset, q)"},
-        503: {"model": ErrorResponse, "description": "The index is empty"},
+        503: {"model": ErrorResponse, "description": "The index is empty or was rebuilt"},
     },
 )
 
@@ -39,7 +41,7 @@ def to_response(request: Request, query: str, page: Results, k: int, offset: int
         Result(
             id=str(h.id),
             rank=offset + i + 1,
-            path=h.path,
+            path=display_path(h.path),  # a non-UTF-8 name: U+FFFD where bytes don't decode
             score=round(float(h.score), 6),
             width=h.width,
             height=h.height,
@@ -49,7 +51,7 @@ def to_response(request: Request, query: str, page: Results, k: int, offset: int
         for i, h in enumerate(page.hits)
     ]
     return SearchResponse(
-        query=query,
+        query=safe_text(query),
         took_ms=round(page.took_ms, 2),
         offset=offset,
         k=k,
@@ -92,7 +94,10 @@ def search_similar(
     responses={
         400: {"model": ErrorResponse, "description": "No file, or an empty one"},
         413: {"model": ErrorResponse, "description": "Larger than the upload limit"},
-        415: {"model": ErrorResponse, "description": "Not a decodable image"},
+        415: {
+            "model": ErrorResponse,
+            "description": "Not a decodable image, or over the upload pixel cap (50 MP)",
+        },
     },
     openapi_extra={
         "requestBody": {

@@ -12,7 +12,8 @@ router = APIRouter(tags=["status"])
 
 
 @router.get("/healthz", response_model=Health, summary="Liveness (no token needed)")
-def healthz() -> Health:
+async def healthz() -> Health:
+    # async: answered on the event loop itself, even while every worker thread is busy
     return Health(status="ok")
 
 
@@ -21,7 +22,10 @@ def healthz() -> Health:
     response_model=StatusResponse,
     summary="Image count, model and last update of the index",
     dependencies=[Depends(require_token)],
-    responses={401: {"model": ErrorResponse, "description": "Token missing or wrong"}},
+    responses={
+        401: {"model": ErrorResponse, "description": "Token missing or wrong"},
+        503: {"model": ErrorResponse, "description": "The index was rebuilt: restart"},
+    },
 )
 def status(service: ServiceDep, settings: SettingsDep) -> StatusResponse:
     index = service.status()
@@ -41,12 +45,18 @@ def status(service: ServiceDep, settings: SettingsDep) -> StatusResponse:
     "/api/login",
     status_code=204,
     summary="Trade the token for an HttpOnly session cookie (used by the web page)",
-    responses={401: {"model": ErrorResponse, "description": "Wrong token"}},
+    responses={
+        400: {"model": ErrorResponse, "description": "A body that can't be read"},
+        401: {"model": ErrorResponse, "description": "Wrong token"},
+        413: {"model": ErrorResponse, "description": "A body over 64 KiB"},
+        422: {"model": ErrorResponse, "description": 'Not `{"token": string}`'},
+    },
 )
 def login(body: Login, settings: SettingsDep) -> Response:
     import hmac
 
-    if settings.token and not hmac.compare_digest(body.token.encode(), settings.token.encode()):
+    given = body.token.encode("utf-8", "surrogatepass")  # JSON may carry lone surrogates
+    if settings.token and not hmac.compare_digest(given, settings.token.encode()):
         raise HTTPException(401, "wrong token")
     response = Response(status_code=204)
     if settings.token:
