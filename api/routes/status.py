@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException, Response
 
 from ..deps import COOKIE, ServiceDep, SettingsDep, require_token, session_value
-from ..schemas import ErrorResponse, Health, Login, StatusResponse
+from ..schemas import ErrorResponse, Health, Login, StatusResponse, safe_text
 from .search import MAX_K
 
 router = APIRouter(tags=["status"])
@@ -31,7 +31,7 @@ def status(service: ServiceDep, settings: SettingsDep) -> StatusResponse:
     index = service.status()
     return StatusResponse(
         images=index.images,
-        model=index.model,
+        model=safe_text(index.model),  # a model directory may have a non-UTF-8 name
         dim=index.dim,
         last_update=index.last_update_iso,
         version=index.version,
