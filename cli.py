@@ -12,7 +12,6 @@ from typing import Annotated
 import typer
 from pixfind.search.errors import PixfindError
 from pixfind.search.settings import get_settings, passive_omp_threads, resolve_home
-from pixfind.search.types import display_path
 from pixfind.train import commands as train_commands
 from rich.console import Console
 from rich.markup import escape
@@ -138,6 +137,13 @@ def index_cmd(
         bool,
         typer.Option("--rebuild", help="Drop the index's vectors and re-embed everything."),
     ] = False,
+    prune_missing: Annotated[
+        bool,
+        typer.Option(
+            "--prune-missing",
+            help="Also remove photos under folders that can't be read or roots that are missing.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Index photo folders (incremental: unchanged files are not decoded again).
@@ -166,6 +172,7 @@ def index_cmd(
         max_megapixels=max_megapixels,
         rebuild=rebuild,
         captions=captions,
+        prune_missing=prune_missing,
     )
     progress = Progress(
         TextColumn("[bold]embedding"),
@@ -224,6 +231,8 @@ def index_cmd(
 
 
 def _print_report(report) -> None:
+    from pixfind.search.store import printable_path
+
     rate = report.embedded / report.seconds if report.seconds else 0
     out.print(
         f"[bold]{report.added}[/] added, [bold]{report.updated}[/] updated, "
@@ -234,10 +243,12 @@ def _print_report(report) -> None:
         f"({report.seconds:.1f}s, {rate:.1f} img/s) [dim]model {report.model}[/]"
     )
     out.print(f"[dim]stages: {report.stage_summary()}[/]")
+    for line in report.warnings():
+        out.print(f"[yellow]note:[/] {escape(line)}")
     if report.skipped:
         shown = report.skipped[:20]
         for path, reason in shown:
-            out.print(f"  [yellow]skipped[/] {escape(display_path(path))}: {escape(reason)}")
+            out.print(f"  [yellow]skipped[/] {escape(printable_path(path))}: {escape(reason)}")
         if len(report.skipped) > len(shown):
             out.print(f"  ... and {len(report.skipped) - len(shown)} more (use --json for all)")
 
@@ -252,6 +263,9 @@ def search_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
     paths_only: Annotated[
         bool, typer.Option("--paths", help="One path per line, for piping.")
+    ] = False,
+    print0: Annotated[
+        bool, typer.Option("--print0", help="Paths ended by NUL, for `xargs -0` (any name).")
     ] = False,
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
@@ -340,10 +354,13 @@ def search_cmd(
                 {"kind": t.kind, "value": t.value, "weight": t.weight} for t in terms
             ]
         out.print_json(data=payload)
-    elif paths_only:
+    elif paths_only or print0:
+        end = b"\0" if print0 else b"\n"
         for h in hits:
-            sys.stdout.buffer.write(h.path.encode("utf-8", "surrogateescape") + b"\n")
+            sys.stdout.buffer.write(h.path.encode("utf-8", "surrogateescape") + end)
         sys.stdout.flush()
+        if not print0 and any("\n" in h.path for h in hits):
+            err.print("[yellow]warning:[/] a path holds a newline; pipe --print0 to `xargs -0`")
     elif not hits:
         out.print("no matches")
     else:
@@ -352,10 +369,12 @@ def search_cmd(
 
 def _print_hits(hits, explain: bool) -> None:
     """Plain columns rather than a rich table: long paths must never be cut or folded."""
+    from pixfind.search.store import printable_path
+
     if not explain:
         sys.stdout.write(f"{'rank':>4}  {'score':>6}  path\n")
         for h in hits:
-            sys.stdout.write(f"{h.rank:>4}  {h.score:>6.3f}  {display_path(h.path)}\n")
+            sys.stdout.write(f"{h.rank:>4}  {h.score:>6.3f}  {printable_path(h.path)}\n")
         return
     sys.stdout.write(f"{'rank':>4}  {'score':>6}  {'image':>6}  {'caption':>7}  path\n")
     for h in hits:
@@ -363,7 +382,7 @@ def _print_hits(hits, explain: bool) -> None:
         cap_text = f"{cap.cosine:>7.3f}" if cap else f"{'-':>7}"
         sys.stdout.write(
             f"{h.rank:>4}  {h.score:>6.3f}  {h.image_score:>6.3f}  {cap_text}  "
-            f"{display_path(h.path)}\n"
+            f"{printable_path(h.path)}\n"
         )
         if cap:
             sys.stdout.write(
@@ -398,6 +417,29 @@ def status_cmd(
             f"faiss        {faiss.type}, {faiss.rows} vectors, "
             f"recall@10 {faiss.recall_at_10:.3f}, {fresh}"
         )
+
+
+@app.command("doctor")
+def doctor_cmd(
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Make the newest intact table version current.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Check the index folder: every table version newest first, the FAISS files' checksums."""
+    from pixfind.indexer.doctor import check
+    from pixfind.indexer.doctor import repair as fix
+
+    up = (fix if repair else check)(home())
+    if as_json:
+        out.print_json(data=up.to_dict())
+    for kind, lines in (("repaired", up.repaired), ("problem", up.problems), ("note", up.notes)):
+        for line in [] if as_json else lines:
+            out.print(f"[bold]{kind}:[/] {escape(line)}")
+    if not (as_json or up.problems or up.notes):
+        out.print(f"{home()}: ok (table version {up.latest})")
+    if up.problems:
+        raise typer.Exit(1)
 
 
 @app.command("models")

@@ -8,7 +8,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from pixfind.search.errors import IndexLocked
+from pixfind.search.errors import IndexLocked, UnusableIndex
+from pixfind.search.store import backend_errors
 
 LOCK_NAME = "index.lock"
 
@@ -16,8 +17,15 @@ LOCK_NAME = "index.lock"
 @contextlib.contextmanager
 def index_lock(home: Path) -> Iterator[None]:
     """Hold an exclusive advisory lock on ``home/index.lock``; released even on kill -9."""
-    home.mkdir(parents=True, exist_ok=True)
-    fd = os.open(home / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    path = home / LOCK_NAME
+    if path.is_dir():
+        raise UnusableIndex(
+            f"{path} is a folder, where pixfind keeps its lock file; remove it "
+            f"(`rmdir {path}`) and run this again"
+        )
+    with backend_errors(home, f"creating its lock file {path}"):
+        home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

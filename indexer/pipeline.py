@@ -16,16 +16,17 @@ from pathlib import Path
 from typing import TypeVar
 
 from pixfind.search.encoder import Encoder, load_encoder, text_recipe
+from pixfind.search.errors import DamagedIndex
 from pixfind.search.images import DEFAULT_MAX_MEGAPIXELS, register_heif
 from pixfind.search.index import VectorIndex
-from pixfind.search.store import Store
+from pixfind.search.store import Store, backend_errors, check_location
 from pixfind.search.types import EncoderSpec, FileStat
 
 from .captions import CaptionFinder
 from .decode import DecodedBatch, decode_batches, default_workers
 from .embed import embed_batch
 from .lock import index_lock
-from .plan import Plan, make_plan
+from .plan import Plan, make_plan, under_roots
 from .report import IndexReport
 from .scan import scan
 from .write import Writer
@@ -44,6 +45,7 @@ class IndexOptions:
     max_megapixels: float = DEFAULT_MAX_MEGAPIXELS
     rebuild: bool = False
     captions: bool = True  # read sidecars, captions.jsonl and metadata captions
+    prune_missing: bool = False  # remove photos not seen even under unreadable folders
 
 
 class StopRequest:
@@ -98,9 +100,12 @@ def run_index(
     """Bring the index at ``home`` up to date with the files under ``options.roots``."""
     register_heif()
     start = time.perf_counter()
-    home.mkdir(parents=True, exist_ok=True)
+    check_location(home)
+    with backend_errors(home, "creating the index folder"):
+        home.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
     with index_lock(home):
-        existing = Store.open(home) if Store.exists(home) else None
+        existing = _open_existing(home, options.rebuild, notes)
         if encoder is None and existing is not None:
             if spec is None:
                 spec = existing.info.spec  # an index remembers its model
@@ -112,12 +117,22 @@ def run_index(
         else:
             existing.check_model(encoder.info)
             store = existing
-        report = IndexReport(str(home), encoder.info.label)
+        report = IndexReport(str(home), encoder.info.label, notes=notes)
         stages = report.stages
-        roots = [os.path.abspath(os.path.expanduser(os.fspath(r))) for r in options.roots]
-        for root in roots:
-            if not os.path.exists(root):
-                report.skipped.append((root, "path does not exist"))
+        roots, given = _real_roots(options.roots, report)
+        unseen: list[str] = []
+
+        def on_skip(path: str, reason: str) -> None:
+            report.skipped.append((path, reason))
+            if not reason.startswith(("file vanished", "not a regular file")):
+                unseen.append(path)  # still there, only not checkable now: keep its row
+
+        def on_unreadable(path: str, reason: str) -> None:
+            report.unreadable.append((path, reason))
+            unseen.append(path)
+            for alias, real in report.aliases:  # rows stored under the symlinked root, too
+                if under_roots(path, [real]):
+                    unseen.append(alias + path[len(real) :])
 
         planning = time.perf_counter()
         found = _Timed(
@@ -125,13 +140,17 @@ def run_index(
                 roots,
                 options.exclude,
                 options.include_hidden,
-                on_skip=lambda p, r: report.skipped.append((p, r)),
+                on_skip=on_skip,
+                on_unreadable=on_unreadable,
             )
         )
-        plan = make_plan(found, store.file_states(), roots)
+        # rows stored under a root as given (a symlink) are aliases of the real path: replaced
+        plan = make_plan(found, store.file_states(), roots + given, unseen, options.prune_missing)
         stages.scan = found.seconds
         stages.plan = time.perf_counter() - planning - found.seconds
         report.unchanged = plan.unchanged
+        report.kept = len(plan.kept)
+        report.pruned = options.prune_missing
         if on_plan:
             on_plan(plan)
         writer = Writer(store, changed={s.path for s in plan.changed}, removed=plan.removed)
@@ -157,6 +176,36 @@ def run_index(
         report.total = store.count()
         report.seconds = time.perf_counter() - start
         return report
+
+
+def _open_existing(home: Path, rebuild: bool, notes: list[str]) -> Store | None:
+    """The index's store, if any. A damaged one stops the run (`pixfind doctor` says what
+    can be recovered) unless --rebuild asks for a new one: then it is moved aside, kept."""
+    if not Store.exists(home):
+        return None
+    try:
+        return Store.open(home)
+    except DamagedIndex:
+        if not rebuild:
+            raise
+    aside = home / f"db.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+    (home / "db").rename(aside)
+    notes.append(f"the damaged table was moved to {aside} (delete it when you no longer need it)")
+    return None
+
+
+def _real_roots(roots: Sequence[str], report: IndexReport) -> tuple[list[str], list[str]]:
+    """Roots by their real paths, so a folder indexed directly and through a symlink is
+    stored once; returns (real roots, the given ones that differ) and notes each alias."""
+    real, given = [], []
+    for root in roots:
+        path = os.path.abspath(os.path.expanduser(os.fspath(root)))
+        resolved = os.path.realpath(path)
+        real.append(resolved)
+        if resolved != path:
+            given.append(path)
+            report.aliases.append((path, resolved))
+    return real, given
 
 
 def _decode_batches(

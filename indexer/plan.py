@@ -15,6 +15,7 @@ class Plan:
     changed: list[FileStat] = field(default_factory=list)
     unchanged: int = 0
     removed: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # not seen, but under an unreadable folder
 
     @property
     def todo(self) -> list[FileStat]:
@@ -29,11 +30,16 @@ def make_plan(
     found: Iterable[FileStat],
     known: Mapping[str, tuple[float, int]],
     roots: Sequence[str],
+    unseen: Sequence[str] = (),
+    prune: bool = False,
 ) -> Plan:
     """Compare files on disk with the index by (path, mtime, size).
 
     A known path under one of ``roots`` that was not found is removed; known paths elsewhere
-    (other roots indexed earlier) are left alone.
+    (other roots indexed earlier) are left alone, and so are paths at or under ``unseen``
+    (folders that could not be listed, missing roots, files that could not be checked: not
+    seeing a file is not evidence that it is gone) unless ``prune``. ``unseen`` is read
+    after ``found`` is consumed, so a scan may fill it as it goes.
     """
     plan = Plan()
     seen: set[str] = set()
@@ -46,5 +52,10 @@ def make_plan(
             plan.changed.append(stat)
         else:
             plan.unchanged += 1
-    plan.removed = sorted(p for p in known if p not in seen and under_roots(p, roots))
+    gone = sorted(p for p in known if p not in seen and under_roots(p, roots))
+    if prune or not unseen:
+        plan.removed = gone
+    else:
+        for path in gone:
+            (plan.kept if under_roots(path, unseen) else plan.removed).append(path)
     return plan

@@ -35,6 +35,12 @@ class IndexReport:
     reused: int = 0  # all vectors reused by content hash (moves, copies, touched files)
     captioned: int = 0  # images written with at least one caption
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    # folders (and roots) that could not be listed: their indexed photos are kept (``kept``)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    kept: int = 0  # indexed photos not seen but kept: under an unreadable folder
+    pruned: bool = False  # --prune-missing: photos not seen were removed even there
+    aliases: list[tuple[str, str]] = field(default_factory=list)  # (root as given, real path)
+    notes: list[str] = field(default_factory=list)  # things pixfind did on its own, one line each
     total: int = 0
     seconds: float = 0.0
     interrupted: bool = False
@@ -53,6 +59,30 @@ class IndexReport:
         self.captioned += result.captioned
         self.skipped += [(s.path, s.reason) for s in result.skipped]
 
+    def warnings(self) -> list[str]:
+        """Lines for people about what was not seen or was done on its own (paths escaped)."""
+        from pixfind.search.store import printable_path
+
+        lines = list(self.notes)
+        for given, real in self.aliases:
+            lines.append(
+                f"indexed {printable_path(given)} as {printable_path(real)} (a symlink: real "
+                "paths are stored, so each photo is indexed once)"
+            )
+        for path, reason in self.unreadable[:20]:
+            lines.append(f"could not read {printable_path(path)}: {reason}")
+        if len(self.unreadable) > 20:
+            lines.append(f"... and {len(self.unreadable) - 20} more unreadable (see --json)")
+        if self.kept:
+            lines.append(
+                f"kept {self.kept} indexed photos that were not seen there (not seeing a file "
+                "does not mean it is gone): fix access or mount it and index again, or use "
+                "--prune-missing to remove them"
+            )
+        elif self.unreadable and self.pruned:
+            lines.append("--prune-missing: photos under unreadable folders were removed")
+        return lines
+
     def stage_summary(self) -> str:
         """One line for people, e.g. "scan 0.1s, plan 0.0s, decode 2.3s, embed 10.2s, ..."."""
         return ", ".join(f"{name} {s:.1f}s" for name, s in asdict(self.stages).items())
@@ -69,6 +99,11 @@ class IndexReport:
             "reused": self.reused,
             "captioned": self.captioned,
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+            "unreadable": [{"path": p, "reason": r} for p, r in self.unreadable],
+            "kept_unseen": self.kept,
+            "pruned": self.pruned,
+            "aliases": [{"given": g, "indexed_as": r} for g, r in self.aliases],
+            "notes": self.notes,
             "total": self.total,
             "seconds": round(self.seconds, 3),
             "images_per_second": round(self.embedded / self.seconds, 2) if self.seconds else 0.0,

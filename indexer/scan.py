@@ -24,14 +24,18 @@ def scan(
     include_hidden: bool = False,
     on_skip: Skip | None = None,
     extensions: frozenset[str] | None = None,
+    on_unreadable: Skip | None = None,
 ) -> Iterator[FileStat]:
     """Yield image files under ``roots`` (files may be roots too), streaming, sorted per folder.
 
     Symlinked folders are not followed (no loops); symlinked files are, and a broken one is
-    reported through ``on_skip(path, reason)``.
+    reported through ``on_skip(path, reason)``. A root that does not exist and a folder that
+    can't be listed go to ``on_unreadable(path, reason)`` (else to ``on_skip``): what is under
+    them was not seen, which does not mean it is gone.
     """
     exts = extensions or supported_extensions()
     skip = on_skip or (lambda path, reason: None)
+    unreadable = on_unreadable or skip
     seen: set[str] = set()
     for root in roots:
         root = os.path.abspath(os.path.expanduser(os.fspath(root)))
@@ -41,16 +45,19 @@ def scan(
                 seen.add(root)
                 yield found
             continue
+        if not os.path.lexists(root):
+            unreadable(root, "does not exist (not mounted?)")
+            continue
         stack = [root]
         while stack:
             folder = stack.pop()
             try:
                 entries = sorted(os.scandir(folder), key=lambda e: e.name, reverse=True)
             except PermissionError:
-                skip(folder, "folder not readable (permission denied)")
+                unreadable(folder, "folder not readable (permission denied)")
                 continue
             except OSError as exc:
-                skip(folder, f"folder not readable: {exc.strerror or exc}")
+                unreadable(folder, f"folder not readable: {exc.strerror or exc}")
                 continue
             files = []
             for entry in entries:
@@ -62,7 +69,8 @@ def scan(
                     if entry.is_dir(follow_symlinks=False):
                         stack.append(entry.path)
                         continue
-                except OSError:
+                except OSError as exc:
+                    unreadable(entry.path, f"can't tell what it is: {exc.strerror or exc}")
                     continue
                 if os.path.splitext(entry.name)[1].lower() in exts:
                     files.append(entry.path)

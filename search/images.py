@@ -174,9 +174,11 @@ def decode_file(
     return decoded
 
 
-def read_stable(path: str | Path) -> tuple[bytes, os.stat_result]:
+def read_stable(path: str | Path, max_bytes: int = 1 << 30) -> tuple[bytes, os.stat_result]:
     """The file's bytes and the stat they belong to; a file rewritten while it is being read
-    is refused rather than stored with a size/mtime that doesn't match its vector."""
+    is refused rather than stored with a size/mtime that doesn't match its vector. A file over
+    ``max_bytes`` (1 GiB: 150 MP of 16-bit RGBA TIFF fits) is refused from its stat, before a
+    byte is read, and the read stops there too if the file grows meanwhile."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except PermissionError as exc:
@@ -189,12 +191,21 @@ def read_stable(path: str | Path) -> tuple[bytes, os.stat_result]:
         if exc.errno == errno.ELOOP:
             raise DecodeError("symlink loop") from exc
         raise DecodeError(f"unreadable: {exc.strerror or exc}") from exc
+    too_big = DecodeError(f"file too large (over {max_bytes >> 20} MiB)")
     try:
         before = os.fstat(fd)
         if not stat.S_ISREG(before.st_mode):
             raise DecodeError("not a regular file")
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            data = fh.read()
+        if before.st_size > max_bytes:
+            raise too_big
+        chunks, total = [], 0
+        while total <= max_bytes and (chunk := os.read(fd, min(1 << 24, max_bytes + 1 - total))):
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > max_bytes:
+            raise too_big
+        data = b"".join(chunks)
+        del chunks
         after = os.fstat(fd)
     except OSError as exc:
         raise DecodeError(f"unreadable: {exc.strerror or exc}") from exc

@@ -17,8 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import IndexMismatch, NoIndex, NotFound
-from .types import EncoderSpec, Filters, ImageRecord, ModelInfo, is_glob
+from .errors import IndexMismatch, NoIndex, NotFound, UnusableIndex, backend_errors
+from .types import EncoderSpec, Filters, ImageRecord, ModelInfo, display_path, is_glob
 
 SCHEMA_VERSION = 2  # 2: metadata, captions (+ vectors), non-UTF-8 paths (path_raw)
 TABLE = "images"
@@ -67,6 +67,15 @@ def real_path(text: str, raw: bytes | None) -> str:
     return raw.decode("utf-8", "surrogateescape") if raw is not None else text
 
 
+_CONTROL = {i: f"\\x{i:02x}" for i in (*range(32), 127)} | {9: "\\t", 10: "\\n", 13: "\\r"}
+
+
+def printable_path(path: str) -> str:
+    """A path on one line: control characters (a newline in a file name) shown escaped, as
+    \\n, \\r, \\t or \\xNN, undecodable bytes as U+FFFD. For people; pipes get --print0."""
+    return display_path(path).translate(_CONTROL)
+
+
 def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -108,6 +117,15 @@ def rebuild_hint(home: Path, label: str) -> str:
     )
 
 
+def check_location(home: Path) -> None:
+    """Refuse an index location that is a file (``--index`` pointing at a photo, say)."""
+    if home.exists() and not home.is_dir():
+        raise UnusableIndex(
+            f"{home} is a file, not an index folder; give --index a folder (it is created when "
+            "missing)"
+        )
+
+
 class Store:
     """A pixfind index directory: ``db/`` (LanceDB) + derived artifacts (``faiss/``)."""
 
@@ -124,6 +142,7 @@ class Store:
     @classmethod
     def require(cls, home: Path) -> None:
         """Raise NoIndex unless an index exists at ``home`` (without importing LanceDB)."""
+        check_location(home)
         if not cls.exists(home):
             raise NoIndex(
                 f"no index at {home}; create one with `pixfind --index {home} index PHOTOS_DIR`"
@@ -134,8 +153,9 @@ class Store:
         import lancedb
 
         cls.require(home)
-        table = lancedb.connect(str(home / "db")).open_table(TABLE)
-        raw = (table.schema.metadata or {}).get(META_KEY)
+        with backend_errors(home, "opening its table"):
+            table = lancedb.connect(str(home / "db")).open_table(TABLE)
+            raw = (table.schema.metadata or {}).get(META_KEY)
         if not raw:
             raise IndexMismatch(f"{home} is not a pixfind index (no pixfind metadata)")
         meta = json.loads(raw)
@@ -150,13 +170,15 @@ class Store:
     def create(cls, home: Path, info: ModelInfo, overwrite: bool = False) -> Store:
         import lancedb
 
-        home.mkdir(parents=True, exist_ok=True)
-        if overwrite:
-            shutil.rmtree(home / "faiss", ignore_errors=True)
-        db = lancedb.connect(str(home / "db"))
-        table = db.create_table(
-            TABLE, schema=schema_for(info), mode="overwrite" if overwrite else "create"
-        )
+        check_location(home)
+        with backend_errors(home, "creating its table"):
+            home.mkdir(parents=True, exist_ok=True)
+            if overwrite:
+                shutil.rmtree(home / "faiss", ignore_errors=True)
+            db = lancedb.connect(str(home / "db"))
+            table = db.create_table(
+                TABLE, schema=schema_for(info), mode="overwrite" if overwrite else "create"
+            )
         return cls(home, table, info)
 
     def check_model(self, info: ModelInfo) -> None:
@@ -189,13 +211,15 @@ class Store:
         return int(self.table.version)
 
     def count(self) -> int:
-        return int(self.table.count_rows())
+        with backend_errors(self.home, "counting its rows"):
+            return int(self.table.count_rows())
 
     def _scan(self, columns: Sequence[str], where: str | None = None) -> pa.Table:
-        query = self.table.search().select(list(columns))
-        if where:
-            query = query.where(where)
-        return query.to_arrow()
+        with backend_errors(self.home, "reading its table"):
+            query = self.table.search().select(list(columns))
+            if where:
+                query = query.where(where)
+            return query.to_arrow()
 
     def file_states(self) -> dict[str, tuple[float, int]]:
         """path -> (mtime, size) of every indexed file, for incremental planning."""
@@ -245,8 +269,9 @@ class Store:
 
     def records_at(self, offsets: Sequence[int]) -> dict[int, ImageRecord]:
         """Records by row offset in the current table version: a take, not a scan."""
-        query = self.table.take_offsets(sorted(set(offsets)))
-        t = query.select([*RECORD_COLUMNS, "path_raw"]).to_arrow()
+        with backend_errors(self.home, "reading its table"):
+            query = self.table.take_offsets(sorted(set(offsets)))
+            t = query.select([*RECORD_COLUMNS, "path_raw"]).to_arrow()
         return {r["id"]: _record(r) for r in t.to_pylist()}
 
     def record(self, image_id: int) -> ImageRecord:
@@ -328,17 +353,20 @@ class Store:
         if not records:
             return
         data = _records_table(records, vectors, self.table.schema, caption_vectors)
-        (
-            self.table.merge_insert("id")
-            .when_matched_update_all()
-            .when_not_matched_insert_all()
-            .execute(data)
-        )
+        with backend_errors(self.home, "writing new rows"):
+            (
+                self.table.merge_insert("id")
+                .when_matched_update_all()
+                .when_not_matched_insert_all()
+                .execute(data)
+            )
 
     def delete_paths(self, paths: Sequence[str]) -> None:
         ids = [path_id(p) for p in paths]
-        for start in range(0, len(ids), 500):
-            self.table.delete(f"id IN ({','.join(str(i) for i in ids[start : start + 500])})")
+        with backend_errors(self.home, "removing rows"):
+            for start in range(0, len(ids), 500):
+                chunk = ",".join(str(i) for i in ids[start : start + 500])
+                self.table.delete(f"id IN ({chunk})")
 
     def compact(self) -> None:
         """Merge small fragments written batch by batch and drop old versions."""

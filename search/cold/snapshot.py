@@ -19,8 +19,11 @@ file) sends the query down the ordinary path, which rebuilds the index and the s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import sys
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +34,77 @@ META = "snapshot.json"
 RECORDS = "records.arrow"
 COLUMNS = ["id", "path", "path_raw", "width", "height", "taken_at", "file_type"]
 _U64 = (1 << 64) - 1
+
+
+CHECKED_FILES = ("index.faiss", "ids.npy", RECORDS)  # their [size, crc32] go in infos.json
+
+
+def file_sum(path: Path) -> list[int]:
+    """[size, crc32] of a file, read in blocks: cheap (several GB/s), catches damage."""
+    crc, size = 0, 0
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 22):
+            crc = zlib.crc32(block, crc)
+            size += len(block)
+    return [size, crc]
+
+
+def checksums(directory: Path) -> dict[str, list[int]]:
+    return {
+        name: file_sum(directory / name) for name in CHECKED_FILES if (directory / name).exists()
+    }
+
+
+def notice(message: str) -> None:
+    """One line on stderr about something pixfind repaired by itself (derived files)."""
+    print(f"pixfind: {message}", file=sys.stderr, flush=True)
+
+
+def save_somewhere(save, directory: Path, home: Path) -> Path | None:
+    """``save(directory)``; where the index folder can't be written (read-only, full disk)
+    the cache folder, else nowhere (kept in memory): a read-only index still searches."""
+    try:
+        save(directory)
+        return directory
+    except (OSError, RuntimeError) as exc:  # FAISS reports write errors as RuntimeError
+        why = exc.strerror if isinstance(exc, OSError) else str(exc).strip().split("\n")[-1]
+    try:
+        save(cache_dir(home))
+        where = cache_dir(home)
+    except (OSError, RuntimeError):
+        where = None
+    notice(f"can't write {directory} ({why}); the FAISS index is kept in {where or 'memory'}")
+    return where
+
+
+def impossible(scores: np.ndarray, pos: np.ndarray, rows: int, exact: bool) -> bool:
+    """Search results no intact index gives: cosines of unit vectors lie in [-1, 1]
+    (approximate indexes stray a little), positions within the rows."""
+    found = pos >= 0
+    slack = 1e-3 if exact else 0.5
+    return bool((pos >= rows).any() or not np.all(np.abs(scores[found]) <= 1.0 + slack))
+
+
+def damage(directory: Path, checksums: dict) -> str | None:
+    """What is wrong with the derived files in ``directory`` against the checksums written
+    with them; None when intact. Files saved without checksums count as damaged."""
+    if not checksums:
+        return f"{directory} was saved without checksums"
+    for name, expected in checksums.items():
+        path = directory / name
+        try:
+            if file_sum(path) != list(expected):
+                return f"{path} is damaged (its checksum does not match)"
+        except OSError as exc:
+            return f"{path} can't be read ({exc.strerror or exc})"
+    return None
+
+
+def cache_dir(home: Path) -> Path:
+    """Where the FAISS files of an index folder that can't be written are kept."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser()
+    key = hashlib.blake2b(str(home).encode("utf-8", "surrogateescape"), digest_size=8)
+    return base / "pixfind" / f"faiss-{key.hexdigest()}"
 
 
 def versions_dir(home: Path) -> Path:
