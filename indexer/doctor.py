@@ -17,7 +17,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pixfind.search.store import META_KEY, TABLE, Store, _short
+from pixfind.search.errors import _short
+from pixfind.search.store import META_KEY, TABLE, Store
 
 from .lock import LOCK_NAME, index_lock
 
@@ -180,4 +181,6 @@ def repair(home: Path) -> Checkup:
                 "between are kept in the table's history)"
             )
         shutil.rmtree(home / "faiss", ignore_errors=True)  # derived: rebuilt on next search
-    return check(home)
+    after = check(home)
+    after.repaired = up.repaired
+    return after

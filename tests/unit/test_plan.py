@@ -31,3 +31,12 @@ def test_under_roots_respects_path_boundaries():
     assert under_roots("/photos/a.jpg", ["/photos"])
     assert not under_roots("/photos2/a.jpg", ["/photos"])
     assert under_roots("/photos/a.jpg", ["/photos/a.jpg"])
+
+
+def test_files_not_seen_under_an_unreadable_folder_are_kept_unless_pruning():
+    known = {"/p/a.jpg": (1.0, 1), "/p/locked/b.jpg": (1.0, 1), "/p/locked2/c.jpg": (1.0, 1)}
+    unseen = ["/p/locked"]
+    plan = make_plan([], known, ["/p"], unseen)
+    assert plan.removed == ["/p/a.jpg", "/p/locked2/c.jpg"] and plan.kept == ["/p/locked/b.jpg"]
+    pruned = make_plan([], known, ["/p"], unseen, prune=True)
+    assert pruned.removed == sorted(known) and pruned.kept == []

@@ -75,3 +75,22 @@ def test_fifo_named_like_an_image_is_reported_not_opened(tree):
     paths, skipped = _scan(tree)
     assert str(tree / "pipe.jpg") not in paths
     assert skipped == [(str(tree / "pipe.jpg"), "not a regular file")]
+
+
+def test_unlistable_folder_and_missing_root_go_to_on_unreadable(tree, tmp_path, monkeypatch):
+    blocked = str(tree / "trips")
+    real = os.scandir
+
+    def scandir(path="."):
+        if isinstance(path, str) and path == blocked:
+            raise PermissionError(13, "Permission denied", path)
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    unreadable = []
+    missing = str(tmp_path / "unmounted")
+    list(scan([tree, missing], on_unreadable=lambda p, r: unreadable.append((p, r))))
+    assert unreadable == [
+        (blocked, "folder not readable (permission denied)"),
+        (missing, "does not exist (not mounted?)"),
+    ]
