@@ -13,6 +13,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import BadQuery
@@ -78,13 +79,74 @@ def to_rgb(img: Image.Image) -> Image.Image:
         canvas = Image.new("RGB", img.size, (255, 255, 255))
         canvas.paste(img, mask=img.getchannel("A"))
         return canvas
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # 16-bit/float greyscale: scale to 8 bits instead of clipping to white.
-        img = img.convert("I") if img.mode.startswith("I;16") else img
+    if img.mode.startswith("I;16") or img.mode == "I":
+        # 16-bit greyscale: v / 257 (65535 -> 255) keeps the file's own levels, where Pillow's
+        # convert would clip everything above 255 to white.
+        grey = np.asarray(img.convert("I") if img.mode != "I" else img, dtype=np.int64)
+        img = Image.fromarray(((np.clip(grey, 0, 65535) + 128) // 257).astype(np.uint8), "L")
+    elif img.mode == "F":  # float: no standard range, so stretch what is there to 0..255
         lo, hi = img.getextrema()
         scale = 255.0 / (hi - lo) if hi > lo else 1.0
         img = img.point(lambda v: (v - lo) * scale).convert("L")
     return img.convert("RGB")
+
+
+def draft_scale(width: int, height: int, model_size: int | None) -> int:
+    """The JPEG DCT scale (1, 2, 4 or 8) to decode at: the largest that keeps the short side
+    at least twice the model's input size, so a real smoothing resize still follows."""
+    scale = 8
+    while scale > 1 and (not model_size or min(width, height) < 2 * model_size * scale):
+        scale //= 2
+    return scale
+
+
+def transpose_box(
+    box: tuple[float, float, float, float], size: tuple[int, int], orientation: int
+) -> tuple[float, float, float, float]:
+    """Where draft's region (top-left of the stored reduced image) lies after EXIF transpose."""
+    x0, y0, x1, y1 = box
+    w, h = size
+    return {
+        2: (w - x1, y0, w - x0, y1),
+        3: (w - x1, h - y1, w - x0, h - y0),
+        4: (x0, h - y1, x1, h - y0),
+        5: (y0, x0, y1, x1),
+        6: (h - y1, x0, h - y0, x1),
+        7: (h - y1, w - x1, h - y0, w - x0),
+        8: (y0, w - x1, y1, w - x0),
+    }.get(orientation, box)
+
+
+def unstretch(
+    img: Image.Image,
+    box: tuple[float, float, float, float],
+    full: tuple[int, int],
+    model_size: int,
+) -> Image.Image:
+    """Resample a reduced JPEG so that its pixels cover exactly the whole picture.
+
+    The DCT-reduced image of a 4001x3001 photo at 1/8 is 501x376 pixels but only the region
+    ``box`` (500.125 x 375.125) is picture; resizing all of it would stretch the picture by up
+    to half a pixel. The result keeps about the reduced size, in the picture's proportions."""
+    long, short = max(full), min(full)
+    target = _model_sizes(long, short, model_size)
+    # the size nearest the picture's proportions that leaves the model's own resize (shortest
+    # or longest side) with the same output size as the full picture would
+    sizes = [
+        (n, m)
+        for m in range(min(img.size) - 2, min(img.size) + 1)
+        for n in range(round(m * long / short) - 2, round(m * long / short) + 3)
+    ]
+    matching = [nm for nm in sizes if _model_sizes(*nm, model_size) == target] or sizes
+    n, m = min(matching, key=lambda nm: (abs(nm[0] / nm[1] - long / short), -nm[1]))
+    size = (n, m) if img.width >= img.height else (m, n)
+    return img.resize(size, Image.Resampling.BICUBIC, box=box)
+
+
+def _model_sizes(long: int, short: int, size: int) -> tuple[int, int]:
+    """The resized long side of open_clip's "shortest" mode (torchvision Resize) and the
+    short side of its "longest" mode (ResizeKeepRatio) for a long x short picture."""
+    return int(size * long / short), round(short / (long / size))
 
 
 def limit_aspect(img: Image.Image, max_aspect: float = MAX_ASPECT) -> Image.Image:
@@ -127,10 +189,11 @@ def decode_bytes(
                     f"too large: {width}x{height} = {width * height / 1e6:.0f} MP "
                     f"> --max-megapixels {max_megapixels:g}"
                 )
-            if draft_size and img.format == "JPEG":
-                scale = min(img.size) / draft_size
-                if scale >= 2:
-                    img.draft("RGB", (int(img.size[0] / scale), int(img.size[1] / scale)))
+            box = None  # the part of a reduced JPEG that covers the picture (draft's region)
+            scale = draft_scale(width, height, draft_size) if img.format == "JPEG" else 1
+            if scale > 1:
+                drafted = img.draft("RGB", (width // scale, height // scale))
+                box = drafted[1] if drafted and img.size != (width, height) else None
             img.seek(0)  # first frame of animations
             # load before reading metadata: some plugins (PNG) load lazily inside getexif(),
             # where a decoding error would be swallowed and a half image kept
@@ -144,8 +207,14 @@ def decode_bytes(
                 width, height = height, width
             if orientation in range(2, 9):
                 with contextlib.suppress(Exception):  # bad EXIF: keep the image as stored
-                    img = ImageOps.exif_transpose(img) or img
-            img = limit_aspect(to_rgb(img))
+                    upright = ImageOps.exif_transpose(img)
+                    if upright is not None and upright is not img:
+                        box = box and transpose_box(box, img.size, orientation)
+                        img = upright
+            img = to_rgb(img)
+            if box is not None and draft_size:
+                img = unstretch(img, box, (width, height), draft_size)
+            img = limit_aspect(img)
     except DecodeError:
         raise
     except Image.DecompressionBombError as exc:

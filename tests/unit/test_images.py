@@ -52,14 +52,17 @@ def test_large_jpegs_decode_reduced_but_never_below_the_draft_size():
     assert min(decoded.image.size) >= 224 and decoded.image.size[0] < 2000
 
 
-def test_transparency_becomes_white_and_16_bit_grey_keeps_its_range():
+def test_transparency_becomes_white_and_16_bit_grey_is_divided_by_257():
     rgba = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
     assert to_rgb(rgba).getpixel((0, 0)) == (255, 255, 255)
-    grey16 = Image.new("I;16", (2, 1))
-    grey16.putpixel((0, 0), 1000)
-    grey16.putpixel((1, 0), 3000)
+    levels = [0, 1000, 3000, 32896, 65535]  # faithful: the file's levels, not stretched
+    grey16 = Image.new("I;16", (len(levels), 1))
+    for x, v in enumerate(levels):
+        grey16.putpixel((x, 0), v)
     out = to_rgb(grey16)
-    assert out.getpixel((0, 0)) == (0, 0, 0) and out.getpixel((1, 0)) == (255, 255, 255)
+    assert [out.getpixel((x, 0)) for x in range(len(levels))] == [
+        (v, v, v) for v in (0, 4, 12, 128, 255)
+    ]
 
 
 def test_extreme_panoramas_are_centre_cropped():
