@@ -24,6 +24,7 @@ IMAGE_EXTENSIONS = frozenset(
 )
 HEIF_EXTENSIONS = frozenset({".heic", ".heif"})
 DEFAULT_MAX_MEGAPIXELS = 150.0
+DRAFT_MIN_SIDE = 448  # a reduced JPEG decode keeps at least this short side (2x 224)
 MAX_ASPECT = 8.0  # longer/shorter side beyond which the long side is centre-cropped first
 
 
@@ -93,9 +94,12 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 def draft_scale(width: int, height: int, model_size: int | None) -> int:
     """The JPEG DCT scale (1, 2, 4 or 8) to decode at: the largest that keeps the short side
-    at least twice the model's input size, so a real smoothing resize still follows."""
+    at least twice the model's input size (and DRAFT_MIN_SIDE), so a real smoothing resize
+    still follows. Small models (64 px) would otherwise see ordinary photos reduced, for
+    no speed worth having and visibly other vectors."""
+    least = max(2 * model_size, DRAFT_MIN_SIDE) if model_size else 0
     scale = 8
-    while scale > 1 and (not model_size or min(width, height) < 2 * model_size * scale):
+    while scale > 1 and (not model_size or min(width, height) < least * scale):
         scale //= 2
     return scale
 

@@ -243,9 +243,11 @@ def test_real_photos_match_the_reference():
         ((1792, 1792), 224, 4),
         ((8000, 6000), 224, 8),
         ((4000, 3000), None, 1),
+        ((1000, 800), 64, 1),  # small models: never below DRAFT_MIN_SIDE
+        ((4000, 3000), 64, 4),
     ],
 )
 def test_jpegs_are_drafted_only_down_to_twice_the_model_size(size, model, scale):
     assert draft_scale(*size, model) == scale
     if model:
-        assert min(size) // scale >= 2 * model
+        assert min(size) // scale >= max(2 * model, 448)
