@@ -6,11 +6,13 @@ Heavy imports (torch, open_clip, lancedb, faiss) happen inside commands, so --he
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from pixfind.search.errors import PixfindError
+from pixfind.search.models import requested_spec
 from pixfind.search.settings import get_settings, passive_omp_threads, resolve_home
 from pixfind.train import commands as train_commands
 from rich.console import Console
@@ -95,13 +97,6 @@ DeviceOpt = Annotated[
 ]
 
 
-def _spec(model: str | None, pretrained: str | None):
-    """None: the index's own model (or the default, for a new index); see search/models.py."""
-    from pixfind.search.models import requested_spec
-
-    return requested_spec(model, pretrained)
-
-
 # ---------------------------------------------------------------------------------------------
 @app.command("index")
 def index_cmd(
@@ -150,15 +145,7 @@ def index_cmd(
 
     Example: pixfind index ~/Pictures ~/Phone --exclude '*/thumbnails/*'
     """
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TaskProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich import progress as bar
 
     passive_omp_threads()  # before torch loads
     from pixfind.indexer import IndexOptions, run_index
@@ -174,25 +161,16 @@ def index_cmd(
         captions=captions,
         prune_missing=prune_missing,
     )
-    progress = Progress(
-        TextColumn("[bold]embedding"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[rate]} img/s"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=err,
-        transient=False,
-        disable=as_json,
-    )
+    progress = bar.Progress(
+        bar.TextColumn("[bold]embedding"), bar.BarColumn(), bar.MofNCompleteColumn(),
+        bar.TaskProgressColumn(), bar.TextColumn("{task.fields[rate]} img/s"),
+        bar.TimeElapsedColumn(), bar.TextColumn("ETA"), bar.TimeRemainingColumn(),
+        console=err, transient=False, disable=as_json,
+    )  # fmt: skip
     task = progress.add_task("embed", total=None, rate="-", visible=False)
     started = [0.0]
 
     def on_plan(plan) -> None:
-        import time
-
         started[0] = time.perf_counter()
         progress.update(task, total=len(plan.todo), visible=bool(plan.todo))
         if not as_json:
@@ -202,8 +180,6 @@ def index_cmd(
             )
 
     def on_progress(done: int, total: int) -> None:
-        import time
-
         elapsed = max(time.perf_counter() - started[0], 1e-9)
         progress.update(task, completed=done, rate=f"{done / elapsed:.1f}")
 
@@ -213,7 +189,7 @@ def index_cmd(
         report = run_index(
             home(),
             options,
-            spec=_spec(model, pretrained),
+            spec=requested_spec(model, pretrained),
             device=device,
             on_plan=on_plan,
             on_progress=on_progress,
@@ -346,7 +322,7 @@ def search_cmd(
         sort=sort,
         caption_weight=caption_weight,
     )
-    hits = Searcher(home(), _spec(model, pretrained), device).run(request).hits
+    hits = Searcher(home(), requested_spec(model, pretrained), device).run(request).hits
     if as_json:
         payload = {"query": query or str(image), "results": [h.to_dict() for h in hits]}
         if len(terms) > 1:
@@ -500,30 +476,17 @@ def serve_cmd(
     ] = None,
     device: DeviceOpt = "auto",
     header_timeout: Annotated[
-        float,
-        typer.Option(
-            "--header-timeout",
-            min=0.1,
-            help="Seconds a client has to send a request's headers before it is disconnected.",
-        ),
+        float, typer.Option("--header-timeout", min=0.1, help="Seconds to send the headers.")
     ] = 10.0,
     body_timeout: Annotated[
-        float,
-        typer.Option(
-            "--body-timeout", min=0.1, help="Seconds a client has to send a request's body."
-        ),
+        float, typer.Option("--body-timeout", min=0.1, help="Seconds to send a request's body.")
     ] = 120.0,
     keep_alive: Annotated[
         int,
         typer.Option("--keep-alive", min=1, help="Seconds an idle connection is kept open."),
     ] = 5,
     max_connections: Annotated[
-        int,
-        typer.Option(
-            "--max-connections",
-            min=2,
-            help="Open connections and requests in progress at once; more are answered 503.",
-        ),
+        int, typer.Option("--max-connections", min=2, help="Connections at once; more: 503.")
     ] = 100,
 ) -> None:
     """Serve the search page and JSON API (open http://127.0.0.1:8000/, API docs at /docs).
@@ -557,12 +520,7 @@ def serve_cmd(
         f"open http://{url_host}:{port}/ (API docs /docs)"
         + ("; token required" if settings.token else "")
     )
-    limits = ServerLimits(
-        header_timeout=header_timeout,
-        body_timeout=body_timeout,
-        keep_alive=keep_alive,
-        max_connections=max_connections,
-    )
+    limits = ServerLimits(header_timeout, body_timeout, keep_alive, max_connections)
     serve(create_app(settings, service), host, port, limits)
 
 

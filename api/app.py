@@ -18,6 +18,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pixfind.search.errors import (
     BadQuery,
+    DamagedIndex,
     EmptyIndex,
     IndexMismatch,
     NoIndex,
@@ -25,6 +26,7 @@ from pixfind.search.errors import (
     PixfindError,
     UnknownModel,
     UnsupportedImage,
+    UnusableIndex,
 )
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
@@ -51,6 +53,8 @@ ERRORS: list[tuple[type[Exception], int, str]] = [
     (NoIndex, 503, "no_index"),
     (IndexMismatch, 503, "index_mismatch"),
     (UnknownModel, 503, "model_unavailable"),
+    (DamagedIndex, 503, "damaged_index"),
+    (UnusableIndex, 503, "unusable_index"),
     (PixfindError, 500, "internal_error"),
 ]
 HTTP_CODES = {
