@@ -292,8 +292,12 @@ def search_cmd(
         ),
     ] = None,
     explain: Annotated[
-        bool, typer.Option("--explain", help="Show the image and caption parts of each score.")
+        bool, typer.Option("--explain", help="Show the parts of each score and what matched.")
     ] = False,
+    mode: Annotated[
+        str | None,
+        typer.Option("--mode", help="hybrid (default with a keyword index), vector, keyword."),
+    ] = None,
 ) -> None:
     """Search the index by text, or by image with --image.
 
@@ -321,6 +325,7 @@ def search_cmd(
         min_score=min_score,
         sort=sort,
         caption_weight=caption_weight,
+        mode=mode,
     )
     hits = Searcher(home(), requested_spec(model, pretrained), device).run(request).hits
     if as_json:
@@ -365,6 +370,10 @@ def _print_hits(hits, explain: bool) -> None:
                 f"      = {1 - cap.weight:.2f} x image {h.image_score:.3f} + {cap.weight:.2f} x "
                 f"caption {cap.scaled:.3f} (cosine {cap.cosine:.3f}) for {cap.text!r}\n"
             )
+        if h.keyword:
+            from pixfind.search.hybrid import explain_keyword
+
+            sys.stdout.write(f"      {explain_keyword(h)}\n")
 
 
 # ---------------------------------------------------------------------------------------------

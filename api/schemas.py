@@ -19,11 +19,22 @@ class Result(BaseModel):
     id: str = Field(description="Opaque image id (a decimal string: it exceeds 2**53)")
     rank: int
     path: str = Field(description="Where the file is on the server's disk")
-    score: float = Field(description="Cosine similarity to the query, in [-1, 1]")
+    score: float = Field(
+        description="Cosine similarity to the query, in [-1, 1]; in hybrid mode plus the "
+        "keyword part; in keyword mode the BM25 score"
+    )
     width: int
     height: int
     thumbnail_url: str
     image_url: str
+    vector_score: float | None = Field(None, description="The vector part (hybrid mode)")
+    keyword_score: float | None = Field(None, description="BM25 score, where words matched")
+    matched_fields: list[str] = Field(
+        default_factory=list, description="name, folder, camera, text, caption: where they did"
+    )
+    matched_words: list[str] = Field(
+        default_factory=list, description="The photo's words that matched, as written there"
+    )
 
 
 class SearchResponse(BaseModel):
@@ -32,6 +43,7 @@ class SearchResponse(BaseModel):
     offset: int
     k: int
     next_offset: int | None = Field(description="Offset of the next page; null when no more")
+    mode: str = Field("vector", description="How it was ranked: hybrid, vector or keyword")
     results: list[Result]
 
 

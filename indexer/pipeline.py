@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from pixfind.search import keywords
 from pixfind.search.encoder import Encoder, load_encoder, text_recipe
 from pixfind.search.errors import DamagedIndex
 from pixfind.search.images import DEFAULT_MAX_MEGAPIXELS, register_heif
@@ -151,9 +152,11 @@ def run_index(
         report.unchanged = plan.unchanged
         report.kept = len(plan.kept)
         report.pruned = options.prune_missing
+        keywords.add_column(store, roots)  # an index from before keywords: filled in place
         if on_plan:
             on_plan(plan)
-        writer = Writer(store, changed={s.path for s in plan.changed}, removed=plan.removed)
+        changed = {s.path for s in plan.changed}
+        writer = Writer(store, changed=changed, removed=plan.removed, roots=roots)
         batches = _decode_batches(plan.todo, encoder, options, roots)
         on_done = (lambda done: on_progress(done, len(plan.todo))) if on_progress else None
         stop = StopRequest()
@@ -168,7 +171,8 @@ def run_index(
             writing = time.perf_counter()
             report.add(writer.delete(plan.removed))
             if report.embedded or report.removed:
-                store.compact()
+                store.compact()  # also folds new rows into the keyword index
+            keywords.update_index(store)  # built when missing, else a no-op
             stages.write += time.perf_counter() - writing
             indexing = time.perf_counter()
             VectorIndex.for_store(store, recipe=text_recipe(encoder.spec))

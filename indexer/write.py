@@ -10,6 +10,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from pixfind.search.keywords import keyword_text
 from pixfind.search.store import Store, now, path_id
 from pixfind.search.types import ImageRecord
 
@@ -35,10 +36,18 @@ class Writer:
 
     ``changed``: paths already indexed whose files changed (rewritten rows count as updated,
     and such a file that no longer decodes leaves the index). ``removed``: indexed paths whose
-    files are gone (a new path holding their content counts as moved)."""
+    files are gone (a new path holding their content counts as moved). ``roots``: the indexed
+    folders, whose names and subfolders' names a photo's keywords hold."""
 
-    def __init__(self, store: Store, changed: Collection[str] = (), removed: Collection[str] = ()):
+    def __init__(
+        self,
+        store: Store,
+        changed: Collection[str] = (),
+        removed: Collection[str] = (),
+        roots: Sequence[str] = (),
+    ):
         self.store = store
+        self.roots = list(roots)
         self.changed = frozenset(changed)
         self.removed = frozenset(removed)
         self._known_hashes: set[str] | None = None
@@ -64,7 +73,8 @@ class Writer:
         if images:
             vectors = np.stack([im.vector for im in images]).astype(np.float32, copy=False)
             records = _records(images)
-            self.store.upsert(records, vectors, [im.caption_vectors for im in images])
+            keywords = [_keywords(im, self.roots) for im in images]
+            self.store.upsert(records, vectors, [im.caption_vectors for im in images], keywords)
         updated = sum(1 for im in images if im.facts.stat.path in self.changed)
         return WriteResult(
             added=len(images) - updated,
@@ -85,6 +95,19 @@ class Writer:
     def _moved(self, image: EmbeddedImage) -> bool:
         old = image.reused_from
         return old is not None and old in self.removed and old != image.facts.stat.path
+
+
+def _keywords(image: EmbeddedImage, roots: Sequence[str]) -> str:
+    facts = image.facts
+    meta = facts.meta
+    return keyword_text(
+        facts.stat.path,
+        roots,
+        facts.captions,
+        meta.camera_make,
+        meta.camera_model,
+        getattr(facts, "ocr_text", None),
+    )
 
 
 def _records(images: Sequence[EmbeddedImage]) -> list[ImageRecord]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import keywords
 from .encoder import (
     Encoder,
     TextEncoder,
@@ -53,6 +54,7 @@ class Results:
     next_offset: int | None
     took_ms: float
     path: str  # "cold" or "warm": which path answered
+    mode: str = "vector"  # how it was ranked: hybrid, vector or keyword
 
 
 class Searcher:
@@ -78,6 +80,9 @@ class Searcher:
         self._text_encoder: TextEncoder | Encoder | None = None
         self._index: VectorIndex | None = None
         self._captioned: tuple[int, Captioned] | None = None
+        self._keywords: tuple[int, bool] | None = None
+        self.fusion = "linear"  # or "rrf": see search/hybrid.py
+        self.keyword_weight = 1.0  # of the linear fusion (search/hybrid.py)
 
     @property
     def store(self) -> Store:
@@ -143,16 +148,19 @@ class Searcher:
         end = query.offset + query.k
         # the top end+1 by score (one more than the page says whether more exist); a date
         # order sorts the top end by score
-        hits, path = self._cold(query, end + 1), "cold"
+        hits, path, mode = self._cold(query, end + 1), "cold", "vector"
         if hits is None:
-            hits, path = self._warm(query, end + 1), "warm"
+            mode = self.mode(query)
+            hits, path = self._warm(query, end + 1, mode), "warm"
         more = len(hits) > end
         hits = by_date(hits[:end]) if query.sort == "date" else hits[:end]
         took = (time.perf_counter() - start) * 1000
-        return Results(hits[query.offset :], end if more else None, took, path)
+        return Results(hits[query.offset :], end if more else None, took, path, mode)
 
     def _cold(self, query: Query, want: int) -> list[Hit] | None:
         text = query.plain_text
+        if query.mode == "keyword" or (query.mode != "vector" and keywords.on_disk(self.home)):
+            return None  # the cold path ranks by vectors alone: hybrid goes warm
         nothing_loaded = self._store is None and self._text_encoder is None
         if text is None or query.filters or not (self._cold_allowed and nothing_loaded):
             return None
@@ -164,7 +172,36 @@ class Searcher:
             caption_weight=self._weight(query), device=self.device,
         )  # fmt: skip
 
-    def _warm(self, query: Query, want: int) -> list[Hit]:
+    def mode(self, query: Query) -> str:
+        """How ``query`` is ranked: its mode, else hybrid where the index has a keyword index
+        and the query has words (an image query is a vector query)."""
+        if query.mode == "vector":
+            return "vector"
+        if query.mode == "keyword" and not query.keyword_text.strip():
+            raise BadQuery("keyword mode needs words to search for, not only images")
+        if not query.keyword_text.strip():
+            return "vector"
+        version = self.store.version
+        if self._keywords is None or self._keywords[0] != version:
+            self._keywords = (version, keywords.index_ready(self.store))
+        if not self._keywords[1]:
+            if query.mode == "keyword":
+                raise BadQuery(
+                    f"the index at {self.home} has no keyword index yet; run `pixfind --index "
+                    f"{self.home} index PHOTOS_DIR` to build it"
+                )
+            return "vector"
+        return query.mode or "hybrid"
+
+    def _warm(self, query: Query, want: int, mode: str) -> list[Hit]:
+        if mode != "vector":
+            from .hybrid import hybrid_hits, keyword_hits
+
+            kq = keywords.parse_keywords(query.keyword_text)
+            if mode == "keyword":
+                return keyword_hits(self, query, kq, want)
+            if kq:
+                return hybrid_hits(self, query, kq, want, self.fusion)
         vector, exclude = self._query_vector(query)
         return self.search_vector(
             vector,
@@ -274,9 +311,11 @@ class Searcher:
         caption_weight: float = 0.0,
         min_score: float | None = None,
         sort: str = "score",
+        only: np.ndarray | None = None,
     ) -> list[Hit]:
-        """Exact top-k among the photos that pass ``filters``; captioned images score
-        (1 - w) * image + w * calibrated best caption when ``caption_weight`` w > 0."""
+        """Exact top-k among the photos that pass ``filters`` (and are among the ids ``only``,
+        when given); captioned images score (1 - w) * image + w * calibrated best caption
+        when ``caption_weight`` w > 0."""
         if k < 1:
             raise BadQuery(f"k must be at least 1, got {k}")
         if not 0.0 <= caption_weight <= 1.0:
@@ -292,6 +331,9 @@ class Searcher:
         query = np.asarray(vector, np.float32).reshape(-1)
         excluded = np.array(sorted({int(i) for i in exclude}), np.int64)
         allowed = self.store.filter_ids(filters) if filters else None
+        if only is not None:
+            only = np.asarray(only, np.int64)
+            allowed = only if allowed is None else np.intersect1d(allowed, only)
         cap = self.captioned() if caption_weight > 0 else None
         fused = cap is not None and len(cap.ids) > 0
 

@@ -24,6 +24,7 @@ from .types import Filters, is_glob
 MAX_K = 10_000
 MAX_QUERY_CHARS = 1_000
 SORTS = ("score", "date")
+MODES = ("hybrid", "vector", "keyword")
 
 _WEIGHT = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*:(.*)$", re.S)
 
@@ -52,6 +53,7 @@ class Query:
     min_score: float | None = None
     sort: str = "score"
     caption_weight: float | None = None
+    mode: str | None = None  # None: hybrid where the index has a keyword index, else vector
 
     def __post_init__(self) -> None:
         sources = bool(self.terms) + (self.similar_to is not None) + (self.upload is not None)
@@ -63,6 +65,8 @@ class Query:
             raise BadQuery(f"offset must be 0 or more, got {self.offset}")
         if self.sort not in SORTS:
             raise BadQuery(f"sort must be one of {', '.join(SORTS)}, got {self.sort!r}")
+        if self.mode is not None and self.mode not in MODES:
+            raise BadQuery(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         weight = self.caption_weight
         if weight is not None and not 0.0 <= weight <= 1.0:
             raise BadQuery(f"caption weight must be between 0 and 1, got {weight}")
@@ -81,6 +85,11 @@ class Query:
         if len(self.terms) == 1 and self.terms[0].kind == "text" and self.terms[0].weight == 1.0:
             return self.terms[0].value
         return None
+
+    @property
+    def keyword_text(self) -> str:
+        """What the keyword index is asked: the words of the positive text terms."""
+        return " ".join(t.value for t in self.terms if t.kind == "text" and t.weight > 0)
 
     @property
     def texty(self) -> bool:

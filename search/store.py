@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from .errors import IndexMismatch, NoIndex, NotFound, UnusableIndex, backend_errors
 from .types import EncoderSpec, Filters, ImageRecord, ModelInfo, display_path, is_glob
 
-SCHEMA_VERSION = 2  # 2: metadata, captions (+ vectors), non-UTF-8 paths (path_raw)
+SCHEMA_VERSION = 2  # + keywords (added in place by `pixfind index`: search/keywords.py)
 TABLE = "images"
 META_KEY = b"pixfind"
 RECORD_COLUMNS = [
@@ -104,6 +104,7 @@ def schema_for(info: ModelInfo) -> pa.Schema:
             pa.field("has_caption", pa.bool_()),
             # one text-tower vector per caption, flattened (len = n_captions * dim)
             pa.field("caption_vectors", pa.list_(pa.float32())),
+            pa.field("keywords", pa.string()),  # what the full-text index reads
             pa.field("vector", pa.list_(pa.float32(), info.dim)),
         ],
         metadata={META_KEY: json.dumps(meta).encode()},
@@ -120,10 +121,8 @@ def rebuild_hint(home: Path, label: str) -> str:
 def check_location(home: Path) -> None:
     """Refuse an index location that is a file (``--index`` pointing at a photo, say)."""
     if home.exists() and not home.is_dir():
-        raise UnusableIndex(
-            f"{home} is a file, not an index folder; give --index a folder (it is created when "
-            "missing)"
-        )
+        msg = "is a file, not an index folder; give --index a folder (it is created when missing)"
+        raise UnusableIndex(f"{home} {msg}")
 
 
 class Store:
@@ -281,34 +280,17 @@ class Store:
         return found
 
     def vector(self, image_id: int) -> np.ndarray:
-        t = self._scan(["vector"], f"id = {int(image_id)}")
-        if t.num_rows == 0:
+        if (t := self._scan(["vector"], f"id = {int(image_id)}")).num_rows == 0:
             raise NotFound(f"no image with id {image_id} in the index")
         return _vectors(t, self.info.dim)[0]
 
     def id_for_path(self, path: str) -> int | None:
         image_id = path_id(path)
-        t = self._scan(["id"], f"id = {image_id}")
-        return image_id if t.num_rows else None
+        return image_id if self._scan(["id"], f"id = {image_id}").num_rows else None
 
     def filter_ids(self, filters: Filters) -> np.ndarray:
         """Ids of the rows that pass ``filters`` (int64, sorted)."""
-        where = []
-        if filters.after is not None:
-            where.append(f"taken_at >= {float(filters.after)!r}")
-        if filters.before is not None:
-            where.append(f"taken_at <= {float(filters.before)!r}")
-        if filters.min_width:
-            where.append(f"width >= {int(filters.min_width)}")
-        if filters.min_height:
-            where.append(f"height >= {int(filters.min_height)}")
-        if filters.file_types:
-            kinds = {
-                FILE_TYPE_ALIASES.get(k.lower().lstrip("."), k.lower().lstrip("."))
-                for k in filters.file_types
-            }
-            where.append(f"file_type IN ({','.join(_sql_str(k) for k in sorted(kinds))})")
-        t = self._scan(["id", "path", "path_raw"], " AND ".join(where) or None)
+        t = self._scan(["id", "path", "path_raw"], filter_where(filters))
         ids = t["id"].to_numpy().astype(np.int64)
         if filters.folder:
             keep = folder_matcher(filters.folder)
@@ -346,13 +328,14 @@ class Store:
         records: Sequence[ImageRecord],
         vectors: np.ndarray,
         caption_vectors: Sequence[np.ndarray] | None = None,
+        keywords: Sequence[str] | None = None,
     ) -> None:
         """Insert or replace rows by id (= hash of the path), atomically: one LanceDB commit.
-
-        ``caption_vectors[i]`` holds one row per caption of ``records[i]``."""
+        ``caption_vectors[i]``: one row per caption of ``records[i]``; ``keywords[i]``: its
+        keyword text (search/keywords.py)."""
         if not records:
             return
-        data = _records_table(records, vectors, self.table.schema, caption_vectors)
+        data = _records_table(records, vectors, self.table.schema, caption_vectors, keywords)
         with backend_errors(self.home, "writing new rows"):
             (
                 self.table.merge_insert("id")
@@ -403,6 +386,26 @@ def _record(row: dict) -> ImageRecord:
     return ImageRecord(**row)
 
 
+def filter_where(filters: Filters) -> str | None:
+    """The SQL part of ``filters`` (all but the folder, which is matched on real paths)."""
+    where = []
+    if filters.after is not None:
+        where.append(f"taken_at >= {float(filters.after)!r}")
+    if filters.before is not None:
+        where.append(f"taken_at <= {float(filters.before)!r}")
+    if filters.min_width:
+        where.append(f"width >= {int(filters.min_width)}")
+    if filters.min_height:
+        where.append(f"height >= {int(filters.min_height)}")
+    if filters.file_types:
+        kinds = {
+            FILE_TYPE_ALIASES.get(k.lower().lstrip("."), k.lower().lstrip("."))
+            for k in filters.file_types
+        }
+        where.append(f"file_type IN ({','.join(_sql_str(k) for k in sorted(kinds))})")
+    return " AND ".join(where) or None
+
+
 def folder_matcher(folder: str):
     """A predicate on paths: a glob (``*/trips/*``) or a folder prefix (``/photos/trips``)."""
     if is_glob(folder):
@@ -428,6 +431,7 @@ def _records_table(
     vectors: np.ndarray,
     schema: pa.Schema,
     caption_vectors: Sequence[np.ndarray] | None = None,
+    keywords: Sequence[str] | None = None,
 ) -> pa.Table:
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     dim = vectors.shape[1]
@@ -445,6 +449,7 @@ def _records_table(
             raise ValueError(f"{len(rec.captions)} captions but {len(cv)} caption vectors")
         flat.append(cv.reshape(-1).tolist())
     cols["caption_vectors"] = flat
+    cols["keywords"] = list(keywords) if keywords is not None else [None] * len(records)
     arrays = [pa.array(cols[f.name], type=f.type) for f in schema if f.name != "vector"]
     arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim))
     return pa.Table.from_arrays(arrays, schema=schema)

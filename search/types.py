@@ -127,6 +127,19 @@ class CaptionMatch:
 
 
 @dataclass(frozen=True)
+class KeywordMatch:
+    """How the keyword index counted in a hit's score (search/hybrid.py): ``score`` is the
+    BM25 score, ``scaled`` it over the query's best, ``vector_score`` the vector part."""
+
+    score: float
+    rank: int  # in the keyword ranking, from 1
+    scaled: float
+    vector_score: float | None  # None in keyword mode
+    fields: tuple[str, ...] = ()  # name, folder, caption, camera, text
+    words: tuple[str, ...] = ()  # the photo's words that matched, as written there
+
+
+@dataclass(frozen=True)
 class Hit:
     """One search result."""
 
@@ -140,6 +153,7 @@ class Hit:
     taken_at: float | None = None  # when the photo was taken (POSIX seconds), where known
     file_type: str = ""
     caption: CaptionMatch | None = None  # where a caption counted in the score
+    keyword: KeywordMatch | None = None  # where the keyword index counted
 
     def to_dict(self) -> dict:
         out = {
@@ -159,6 +173,15 @@ class Hit:
                 caption_scaled=round(self.caption.scaled, 6),
                 caption=self.caption.text,
                 caption_weight=self.caption.weight,
+            )
+        if self.keyword is not None:
+            kw = self.keyword
+            out.update(
+                keyword_score=round(kw.score, 6),
+                keyword_rank=kw.rank,
+                vector_score=None if kw.vector_score is None else round(kw.vector_score, 6),
+                matched_fields=list(kw.fields),
+                matched_words=list(kw.words),
             )
         return out
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -35,6 +35,18 @@ K = Annotated[int, Query(ge=1, le=MAX_K, description="Results per page")]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Results to skip (paging)")]
 
 
+def _keyword_parts(h) -> dict:
+    kw = h.keyword
+    if kw is None:
+        return {}
+    return dict(
+        vector_score=None if kw.vector_score is None else round(kw.vector_score, 6),
+        keyword_score=round(kw.score, 6),
+        matched_fields=list(kw.fields),
+        matched_words=[safe_text(w) for w in kw.words],
+    )
+
+
 def to_response(request: Request, query: str, page: Results, k: int, offset: int) -> SearchResponse:
     root = request.scope.get("root_path", "")
     results = [
@@ -47,6 +59,7 @@ def to_response(request: Request, query: str, page: Results, k: int, offset: int
             height=h.height,
             thumbnail_url=f"{root}/api/thumbnails/{h.id}?size=256",
             image_url=f"{root}/api/images/{h.id}",
+            **_keyword_parts(h),
         )
         for i, h in enumerate(page.hits)
     ]
@@ -56,6 +69,7 @@ def to_response(request: Request, query: str, page: Results, k: int, offset: int
         offset=offset,
         k=k,
         next_offset=page.next_offset,
+        mode=page.mode,
         results=results,
     )
 
@@ -67,8 +81,12 @@ def search_text(
     q: Annotated[str, Query(min_length=1, max_length=MAX_Q, description="What to look for")],
     k: K = 20,
     offset: Offset = 0,
+    mode: Annotated[
+        Literal["hybrid", "vector", "keyword"] | None,
+        Query(description="hybrid (default where the index has a keyword index), vector, keyword"),
+    ] = None,
 ) -> SearchResponse:
-    page = service.search(SearchQuery.text(q, k=k, offset=offset))
+    page = service.search(SearchQuery.text(q, k=k, offset=offset, mode=mode))
     return to_response(request, q, page, k, offset)
 
 

@@ -98,7 +98,27 @@ function card(hit) {
   similar.addEventListener("click", () => searchSimilar(hit));
   caption.append(score, name, similar);
   item.append(link, caption);
+  const words = hit.matched_words || [];
+  if (words.length) item.append(matched(hit.matched_fields || [], words));
   return item;
+}
+
+// The words the keyword index matched (hybrid and keyword modes), highlighted.
+function matched(fields, words) {
+  const line = document.createElement("p");
+  line.className = "matched";
+  line.title = `matched in ${fields.join(", ")}`;
+  const label = document.createElement("span");
+  label.className = "fields";
+  label.textContent = `${fields.join(", ")}: `;
+  line.append(label);
+  words.forEach((word, i) => {
+    if (i) line.append(" ");
+    const mark = document.createElement("mark");
+    mark.textContent = word;
+    line.append(mark);
+  });
+  return line;
 }
 
 function openViewer(hit) {

@@ -53,7 +53,9 @@ def test_fused_ranking_beats_image_only_on_caption_specific_queries(
     def recall(weight: float) -> tuple[float, float]:
         r1 = r5 = 0
         for path, text in captions.items():
-            found = [h.path for h in searcher.search(text, k=5, caption_weight=weight)]
+            found = [
+                h.path for h in searcher.search(text, k=5, caption_weight=weight, mode="vector")
+            ]
             r1 += found[:1] == [path]
             r5 += path in found
         return r1 / len(captions), r5 / len(captions)

@@ -191,7 +191,9 @@ def test_caption_fusion_beats_image_only_on_caption_queries(tmp_path, encoder):
         """(R@1, R@5) of caption texts used as queries, finding their own image."""
         ranks = []
         for name, caption in captions.items():
-            paths = [h.path for h in searcher.search(caption, k=5, caption_weight=weight)]
+            paths = [
+                h.path for h in searcher.search(caption, k=5, caption_weight=weight, mode="vector")
+            ]
             ranks.append(paths.index(str(root / name)) if str(root / name) in paths else 99)
         return float(np.mean([r < 1 for r in ranks])), float(np.mean([r < 5 for r in ranks]))
 
@@ -205,7 +207,7 @@ def test_caption_fusion_beats_image_only_on_caption_queries(tmp_path, encoder):
     assert fused[0] >= image_only[0] + 0.4 and fused[1] == 1.0 > image_only[1] + 0.5
 
     # the fused score is exactly (1-w)*image + w*best caption, for every hit
-    hits = searcher.search(captions["img03.jpg"], k=10, caption_weight=0.3)
+    hits = searcher.search(captions["img03.jpg"], k=10, caption_weight=0.3, mode="vector")
     target = next(h for h in hits if h.path == str(root / "img03.jpg"))
     assert target.caption.text == captions["img03.jpg"]
     assert target.caption.cosine == pytest.approx(1.0, abs=1e-4)
@@ -234,7 +236,9 @@ def test_explain_shows_both_parts_of_each_score(tmp_path, cli):
     top = as_json[0]
     assert top["caption"] == query and top["caption_score"] == pytest.approx(1.0, abs=1e-4)
     w = top["caption_weight"]
-    assert top["score"] == pytest.approx(
+    # hybrid (the default here): the vector part is the caption-fused score
+    assert top["vector_score"] <= top["score"]
+    assert top["vector_score"] == pytest.approx(
         (1 - w) * top["image_score"] + w * top["caption_scaled"], abs=1e-5
     )
     assert lines[2].strip().startswith(f"= {1 - w:.2f} x image {top['image_score']:.3f}")

@@ -37,17 +37,23 @@ def indexed(tmp_path_factory) -> Path:
 
 
 def test_first_plain_text_query_takes_the_cold_path_with_the_warm_paths_hits(indexed):
+    # the cold path ranks by vectors alone: an index with a keyword index is searched hybrid
+    # by default (tests/e2e/test_hybrid.py), so the cold path serves vector mode
     fresh = Searcher(indexed)
-    cold = fresh.run(Query.text("a red square", k=7))
+    cold = fresh.run(Query.text("a red square", k=7, mode="vector"))
     assert cold.path == "cold"
-    again = fresh.run(Query.text("a red square", k=7))  # a searcher that stays goes warm
+    again = fresh.run(Query.text("a red square", k=7, mode="vector"))  # it stays: warm
     assert again.path == "warm"
-    warm = Searcher(indexed, cold=False).run(Query.text("a red square", k=7))
+    warm = Searcher(indexed, cold=False).run(Query.text("a red square", k=7, mode="vector"))
     assert warm.path == "warm"
     for a, b in ((cold, warm), (again, warm)):
         assert [h.id for h in a.hits] == [h.id for h in b.hits]
         assert [h.rank for h in a.hits] == list(range(1, 8))
         assert [h.score for h in a.hits] == pytest.approx([h.score for h in b.hits], abs=1e-5)
+
+
+def test_hybrid_queries_take_the_warm_path(indexed):
+    assert Searcher(indexed).run(Query.text("a red square", k=3)).path == "warm"
 
 
 def test_filters_and_image_terms_take_the_warm_path(indexed):

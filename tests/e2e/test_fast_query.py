@@ -176,9 +176,12 @@ def _cli(home: Path, *args: str, env: dict | None = None) -> tuple[dict, list[st
 
 
 def test_cold_cli_search_skips_open_clip_and_lancedb(indexed):
-    fast, heavy = _cli(indexed, "a red square", "-k", "4")
+    # --mode vector: the cold path ranks by vectors alone (hybrid goes warm)
+    fast, heavy = _cli(indexed, "a red square", "-k", "4", "--mode", "vector")
     assert heavy == []
-    ordinary, heavy = _cli(indexed, "a red square", "-k", "4", env={"PIXFIND_FAST_PATH": "0"})
+    ordinary, heavy = _cli(
+        indexed, "a red square", "-k", "4", "--mode", "vector", env={"PIXFIND_FAST_PATH": "0"}
+    )
     # LanceDB for the records; the text tower of a model directory needs no open_clip there
     # either (search/cold/texttower.py serves both paths)
     assert "lancedb" in heavy

@@ -186,3 +186,27 @@ def test_page_asks_for_the_token(browser, photo_index):
         page.close()
         # only the expected refusals before signing in
         assert problems and all("401" in p for p in problems), problems
+
+
+def test_matched_words_are_highlighted_under_the_thumbnail(browser, tmp_path):
+    folder = tmp_path / "photos"
+    for i in range(4):
+        make_picture(folder / "Tokyo 2023" / f"IMG_{i:04d}.jpg", seed=i)
+    for i in range(8):
+        make_picture(folder / "misc" / f"IMG_{10 + i:04d}.jpg", seed=10 + i)
+    spec = EncoderSpec(TINY[0], None)
+    run_index(tmp_path / "index", IndexOptions(roots=[str(folder)], workers=0), spec=spec)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with live_server(create_app(Settings(index=tmp_path / "index"))) as base:
+        page, problems = open_page(browser, base)
+        page.fill("#q", "tokyo")
+        page.press("#q", "Enter")
+        page.wait_for_function(IMAGES_LOADED, arg=4)
+        cards = page.locator(".card")
+        for i in range(4):  # the Tokyo folder's photos come first, the word highlighted
+            assert cards.nth(i).locator(".matched mark").all_text_contents() == ["Tokyo"]
+            assert "folder" in cards.nth(i).locator(".matched").text_content()
+        assert cards.nth(4).locator(".matched").count() == 0  # no words matched there
+        page.screenshot(path=str(ARTIFACTS / "web-matched-words.png"))
+        page.close()
+    assert problems == []
