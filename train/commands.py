@@ -5,6 +5,7 @@ Thin Typer commands over train/; library errors become one clear line in cli.py'
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -105,7 +106,37 @@ def train_cmd(
             help="Fine-tune: a model directory, a checkpoint file, or a pretrained tag of --model.",
         ),
     ] = None,
-    epochs: Annotated[int, typer.Option("--epochs", "-e")] = 10,
+    epochs: Annotated[
+        str,
+        typer.Option(
+            "--epochs",
+            "-e",
+            help="auto: until validation R@5 stops improving (--patience), at most about "
+            "1,500 steps (10 to 60 epochs); N: exactly N epochs.",
+        ),
+    ] = "auto",
+    val_fraction: Annotated[
+        float,
+        typer.Option(
+            "--val-fraction",
+            help="Share of the photos held out to validate on after every epoch (at most 1,000"
+            " photos; none under 20); 0: no validation, the last epoch is kept.",
+        ),
+    ] = 0.1,
+    val: Annotated[
+        Path | None,
+        typer.Option("--val", help="A separate captioned folder to validate on instead."),
+    ] = None,
+    patience: Annotated[
+        int,
+        typer.Option(
+            "--patience", help="With --epochs auto: stop after N epochs without a better val R@5."
+        ),
+    ] = 6,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", help="Write the learning curves as a PNG (needs matplotlib)."),
+    ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b")] = 32,
     lr: Annotated[
         float | None,
@@ -124,6 +155,14 @@ def train_cmd(
         int | None,
         typer.Option("--unlocked-layers", help="Train only the last N blocks of each tower."),
     ] = None,
+    hard_batches: Annotated[
+        float,
+        typer.Option(
+            "--hard-batches",
+            help="Share of batches formed from photos whose captions share a word (harder "
+            "negatives; hurts short, repetitive captions).",
+        ),
+    ] = 0.0,
     no_augment: Annotated[
         bool, typer.Option("--no-augment", help="Train without augmentation.")
     ] = False,
@@ -141,13 +180,19 @@ def train_cmd(
     pixfind train ./mine --from ./my-model --out ./my-model-ft --unlocked-layers 1
     """
     from pixfind.search.encoder import pick_device
+    from pixfind.train.data import TrainError
     from pixfind.train.fit import TrainOptions, train
-    from pixfind.train.progress import step_updater
+    from pixfind.train.progress import step_updater, val_text
 
+    if epochs != "auto" and not (epochs.isdigit() and int(epochs) >= 1):
+        raise TrainError(f"--epochs must be auto or a whole number >= 1, not {epochs!r}")
     options = TrainOptions(
         model=model,
         init=init,
-        epochs=epochs,
+        epochs=None if epochs == "auto" else int(epochs),
+        val_fraction=val_fraction,
+        val=str(val.expanduser().resolve()) if val else None,
+        patience=patience,
         batch_size=batch_size,
         lr=lr,
         weight_decay=weight_decay,
@@ -156,40 +201,68 @@ def train_cmd(
         freeze=freeze,
         unlocked_layers=unlocked_layers,
         augment=not no_augment,
+        hard_batches=hard_batches,
         device=pick_device(device),
         max_images=max_images,
     )
     from .progress import train_progress
 
     progress = train_progress(disable=as_json, console=err)
-    prep = progress.add_task("decoding", total=None, loss="-", rate="-")
-    task = progress.add_task("epoch", total=None, loss="-", rate="-", visible=False)
+    prep = progress.add_task("decoding", total=None, loss="-", rate="-", val="")
+    task = progress.add_task("epoch", total=None, loss="-", rate="-", val="", visible=False)
+    best: list = [None]
 
     def on_prepare(done: int, total: int) -> None:
         progress.update(prep, completed=done, total=total)
 
     def on_epoch(stats) -> None:
+        if stats.best:
+            best[0] = stats
+        shown = val_text(stats, best[0])
+        progress.update(task, val=shown)
         if not as_json:
             err.print(
                 f"epoch {stats.epoch}: loss {stats.loss:.3f}, {stats.seconds:.1f}s, "
-                f"temperature {stats.temperature:.4f}"
+                f"temperature {stats.temperature:.4f}" + (f", {shown}" if shown else "")
             )
 
     with progress:
-        on_step = step_updater(progress, task, epochs)
+        on_step = step_updater(progress, task, "auto" if epochs == "auto" else epochs)
         result = train(data, out_dir, options, on_step, on_epoch, on_prepare)
+    curves = None
+    if plot:
+        from pixfind.train.validate import plot_curves
+
+        history = [asdict(h) for h in result.history]
+        curves = plot_curves(
+            history, plot, f"pixfind train {', '.join(f'{d.parent.name}/{d.name}' for d in data)}"
+        )
     if as_json:
-        out.print_json(data=result.to_dict())
+        out.print_json(data={**result.to_dict(), "plot": str(curves) if curves else None})
         return
     for problem in result.problems[:10]:
         out.print(f"  [yellow]skipped[/] {escape(problem)}")
-    if result.seconds == 0 and result.resumed_from >= epochs:
+    if result.seconds == 0 and result.epochs_done == result.resumed_from:
         out.print(f"{result.out} is already trained for {result.epochs_done} epochs: nothing to do")
     else:
+        why = " (validation R@5 stopped improving)" if result.stopped_early else ""
         out.print(
-            f"trained {result.epochs_done} epochs on {result.images} images / {result.captions} "
-            f"captions in {result.seconds:.1f}s ({result.params / 1e6:.1f}M parameters)"
+            f"trained {result.epochs_done} epochs{why} on {result.images} images / "
+            f"{result.captions} captions in {result.seconds:.1f}s "
+            f"({result.params / 1e6:.1f}M parameters)"
         )
+    best_stats = result.best
+    if best_stats and best_stats.val:
+        v = best_stats.val
+        out.print(
+            f"best epoch {best_stats.epoch}: validation text->image R@1 {v['R@1']:.3f} "
+            f"R@5 {v['R@5']:.3f} R@10 {v['R@10']:.3f} on {result.val_images} photos "
+            "(the model directory holds its weights)"
+        )
+    elif result.val_images == 0:
+        out.print("no validation photos (fewer than 20 to hold out): kept the last epoch")
+    if curves:
+        out.print(f"learning curves: {curves}")
     out.print(f"model directory: {result.out}  (use it with --model {result.out})")
 
 

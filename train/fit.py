@@ -6,9 +6,15 @@ decoded and preprocessed once (kept as uint8 at the model's resolution), so an e
 only the forward/backward passes. Augmentations keep what captions say true: small shifts,
 brightness/contrast and noise, never flips (captions say "on the left").
 
+Validation-driven by default: a seeded slice of the photos (10%, at most 1,000) is held out,
+text->image recall on it is measured after every epoch, the model directory keeps the best
+epoch's weights, and `--epochs auto` stops once validation R@5 has not improved for
+``patience`` epochs (its maximum is set from the number of steps: validate.auto_epochs).
+
 Output: a model directory (open_clip_config.json + open_clip_model.safetensors) that
-``search.encoder`` loads like any model, plus ``checkpoints/last.pt`` written atomically after
-every epoch; running the same command again resumes from it (or returns at once when done).
+``search.encoder`` loads like any model, ``train.json`` (options, per-epoch history, best
+epoch) and ``checkpoints/last.pt`` written atomically after every epoch; running the same
+command again resumes from it (or returns at once when done).
 """
 
 from __future__ import annotations
@@ -25,13 +31,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pixfind.search.errors import UnknownModel
-from pixfind.search.models import CONFIG_NAME, get_open_clip, is_model_dir, register_config
 
+from . import validate as V
 from .data import DataArg, TrainError, augment, epoch_batches, prepare
 from .data import folders as data_folders
+from .model import DEMO_MODEL, adamw, build_model, count_params, custom_name, lock
 
-DEMO_MODEL = "pixfind-demo"
+__all__ = ["DEMO_MODEL", "build_model", "count_params", "lr_at", "train", "TrainOptions"]
+
 CHECKPOINT = Path("checkpoints") / "last.pt"
 STATE_FILE = "train.json"
 SCRATCH_LR = 2e-3
@@ -42,18 +49,24 @@ FINETUNE_LR = 2e-4
 class TrainOptions:
     model: str = DEMO_MODEL  # open_clip architecture name or a JSON model config file
     init: str | None = None  # --from: model dir, checkpoint file or pretrained tag
-    epochs: int = 10
+    epochs: int | None = None  # None: auto (early stopping, at most validate.auto_epochs)
     batch_size: int = 32
     lr: float | None = None  # None: SCRATCH_LR, or FINETUNE_LR with --from
     weight_decay: float = 0.1
-    warmup: float = 0.1  # fraction of all steps
+    warmup: float = 0.1  # fraction of all steps (at most validate.WARMUP_MAX_STEPS)
     seed: int = 0
     freeze: str | None = None  # "image" or "text": that tower is not trained
     unlocked_layers: int | None = None  # train only the last N blocks of each tower
     augment: bool = True
-    hard_batches: float = 0.5  # share of batches whose captions share a word (harder negatives)
+    # share of batches whose captions share a word (harder negatives). 0 by default: on short
+    # captions ("a star") such batches are full of identical captions, and halved validation
+    # R@5 (0.30 vs 0.50 after 18 epochs, README "Training and fine-tuning")
+    hard_batches: float = 0.0
     device: str = "cpu"
     max_images: int | None = None  # use only the first N captioned images
+    val_fraction: float = V.VAL_FRACTION  # share of photos held out for validation (0: none)
+    val: str | None = None  # a separate captioned folder to validate on (then nothing held out)
+    patience: int = V.PATIENCE  # auto: stop after this many epochs without a better val R@5
 
     @property
     def learning_rate(self) -> float:
@@ -62,8 +75,9 @@ class TrainOptions:
         return FINETUNE_LR if self.init else SCRATCH_LR
 
     def key(self) -> str:
-        """What must match for a checkpoint to be resumed (device doesn't)."""
-        data = {k: v for k, v in asdict(self).items() if k not in ("device", "epochs")}
+        """What must match for a checkpoint to be resumed (device, length, patience don't)."""
+        skip = ("device", "epochs", "patience")
+        data = {k: v for k, v in asdict(self).items() if k not in skip}
         return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -74,6 +88,8 @@ class EpochStats:
     seconds: float
     lr: float
     temperature: float  # 1 / logit_scale
+    val: dict | None = None  # validation text->image {"R@1", "R@5", "R@10"}
+    best: bool = False  # the best validation score so far (its weights are the model's)
 
 
 @dataclass
@@ -83,18 +99,32 @@ class TrainResult:
     history: list[EpochStats] = field(default_factory=list)
     seconds: float = 0.0  # this run's training time (0 when already trained)
     resumed_from: int = 0  # epochs found done in a checkpoint
-    images: int = 0
+    images: int = 0  # photos trained on (validation ones not counted)
     captions: int = 0
     problems: list[str] = field(default_factory=list)
     params: int = 0
+    val_images: int = 0
+    max_epochs: int = 0
+    best_epoch: int = 0  # the epoch whose weights the model directory holds
+    stopped_early: bool = False
+
+    @property
+    def best(self) -> EpochStats | None:
+        return next((h for h in self.history if h.epoch == self.best_epoch), None)
 
     def to_dict(self) -> dict:
+        best = self.best
         return {
             "out": str(self.out),
             "epochs_done": self.epochs_done,
+            "max_epochs": self.max_epochs,
+            "best_epoch": self.best_epoch,
+            "best_val": best.val if best else None,
+            "stopped_early": self.stopped_early,
             "resumed_from": self.resumed_from,
             "seconds": round(self.seconds, 2),
             "images": self.images,
+            "val_images": self.val_images,
             "captions": self.captions,
             "params": self.params,
             "problems": self.problems,
@@ -105,151 +135,6 @@ class TrainResult:
 StepCallback = Callable[[int, int, int, float, float], None]  # epoch, step, steps, loss, img/s
 
 
-def _custom_name(cfg: dict) -> str:
-    digest = hashlib.sha1(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:10]
-    return f"pixfind-custom-{digest}"
-
-
-# -- model -------------------------------------------------------------------------------------
-def _arch(model: str) -> tuple[str, dict]:
-    """(registered name, model config) for an architecture name or a JSON config file."""
-    open_clip = get_open_clip()
-    path = Path(model).expanduser()
-    if path.suffix == ".json" or path.is_file():
-        if not path.is_file():
-            raise UnknownModel(f"model config {model!r} not found")
-        try:
-            cfg = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise UnknownModel(f"can't read model config {path}: {exc}") from exc
-        cfg = cfg.get("model_cfg", cfg)  # also accept a model dir's open_clip_config.json
-        if "vision_cfg" not in cfg or "text_cfg" not in cfg:
-            raise UnknownModel(f"{path} is not an open_clip model config (no vision_cfg/text_cfg)")
-        name = _custom_name(cfg)
-        register_config(name, cfg)
-        return name, cfg
-    cfg = open_clip.get_model_config(model)
-    if cfg is None:
-        names = open_clip.list_models()
-        hint = ", ".join([DEMO_MODEL, "pixfind-tiny", "RN50", "ViT-B-32"])
-        raise UnknownModel(
-            f"unknown model {model!r}: give an open_clip architecture ({hint}, ... "
-            f"{len(names)} in all, see `pixfind models --all`) or a JSON config file"
-        )
-    return model, cfg
-
-
-def build_model(options: TrainOptions) -> tuple[Any, Any, Any, dict]:
-    """(model, preprocess, tokenizer, model_cfg) for the options' starting point.
-
-    --from accepts a model directory, a `pixfind train` checkpoint, an open_clip checkpoint file
-    (with --model naming its architecture) or a pretrained tag of --model.
-    """
-    import torch
-
-    open_clip = get_open_clip()
-    init = options.init
-    if init and is_model_dir(init):
-        directory = Path(init).expanduser().resolve()
-        name = f"local-dir:{directory}"
-        model_cfg = json.loads((directory / CONFIG_NAME).read_text())["model_cfg"]
-        try:
-            model, _, preprocess = open_clip.create_model_and_transforms(name)
-        except Exception as exc:
-            raise UnknownModel(f"can't load model directory {directory}: {exc}") from exc
-        return model, preprocess, open_clip.get_tokenizer(name), model_cfg
-    if init and Path(init).expanduser().is_file():
-        path = Path(init).expanduser()
-        try:
-            ckpt_state = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:
-            raise UnknownModel(f"can't read checkpoint {path}: {exc}") from exc
-        if isinstance(ckpt_state, dict) and "pixfind_train" in ckpt_state:
-            model_cfg = ckpt_state["model_cfg"]
-            name = ckpt_state["arch"]
-            register_config(name, model_cfg)
-            model, _, preprocess = open_clip.create_model_and_transforms(name)
-            model.load_state_dict(ckpt_state["model"])
-            return model, preprocess, open_clip.get_tokenizer(name), model_cfg
-        name, model_cfg = _arch(options.model)
-        try:
-            model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=str(path))
-        except Exception as exc:
-            raise UnknownModel(f"can't load {path} into {name}: {exc}") from exc
-        return model, preprocess, open_clip.get_tokenizer(name), model_cfg
-    name, model_cfg = _arch(options.model)
-    if init:
-        tags = open_clip.list_pretrained_tags_by_model(name)
-        if init not in tags:
-            raise UnknownModel(
-                f"--from {init!r} is not a model directory, a checkpoint file or a pretrained "
-                f"tag of {name} (tags: {', '.join(tags) or 'none'})"
-            )
-        try:
-            model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=init)
-        except Exception as exc:
-            raise UnknownModel(
-                f"could not load {name} {init}: {exc} (no model hub? pass a local checkpoint "
-                "file or model directory to --from)"
-            ) from exc
-        return model, preprocess, open_clip.get_tokenizer(name), model_cfg
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(options.seed)
-        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None)
-    return model, preprocess, open_clip.get_tokenizer(name), model_cfg
-
-
-def count_params(model: Any) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def _lock(model: Any, options: TrainOptions) -> None:
-    if options.freeze not in (None, "image", "text"):
-        raise TrainError(f"--freeze must be 'image' or 'text', not {options.freeze!r}")
-    n = options.unlocked_layers
-    try:
-        if options.freeze == "image":
-            model.lock_image_tower(unlocked_groups=0)
-        elif n is not None:
-            model.lock_image_tower(unlocked_groups=n)
-        if options.freeze == "text":
-            model.lock_text_tower(unlocked_layers=0)
-        elif n is not None:
-            model.lock_text_tower(unlocked_layers=n)
-    except (AssertionError, AttributeError, NotImplementedError) as exc:
-        raise TrainError(
-            f"this architecture can't train only the last blocks ({exc or type(exc).__name__}); "
-            "use --freeze image|text or train all layers"
-        ) from exc
-    if not any(p.requires_grad for p in model.parameters()):
-        raise TrainError("nothing left to train: every parameter is frozen")
-
-
-def _param_groups(model: Any, weight_decay: float) -> list[dict]:
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        skip = p.ndim < 2 or "bn" in name or "ln" in name or "bias" in name or "logit_scale" in name
-        (no_decay if skip else decay).append(p)
-    return [
-        {"params": no_decay, "weight_decay": 0.0},
-        {"params": decay, "weight_decay": weight_decay},
-    ]
-
-
-def _adamw(model: Any, options: TrainOptions) -> Any:
-    """AdamW; the fused kernel where torch has one for the device (on CPU it is ~8x quicker
-    than the per-parameter loop over the 3M-weight token embedding of a small model)."""
-    import torch
-
-    groups = _param_groups(model, options.weight_decay)
-    try:
-        return torch.optim.AdamW(groups, lr=options.learning_rate, betas=(0.9, 0.98), fused=True)
-    except (RuntimeError, TypeError, ValueError):  # older torch, or no fused kernel there
-        return torch.optim.AdamW(groups, lr=options.learning_rate, betas=(0.9, 0.98))
-
-
 def lr_at(step: int, total: int, base: float, warmup: int) -> float:
     """Linear warmup to ``base`` over ``warmup`` steps, then cosine decay to 0."""
     if step < warmup:
@@ -258,7 +143,7 @@ def lr_at(step: int, total: int, base: float, warmup: int) -> float:
     return 0.5 * base * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-# -- data --------------------------------------------------------------------------------------
+# -- state ---------------------------------------------------------------------------------
 def _atomic_save(obj: Any, path: Path) -> None:
     import torch
 
@@ -271,6 +156,58 @@ def _atomic_save(obj: Any, path: Path) -> None:
 def read_state(out: str | os.PathLike) -> dict | None:
     path = Path(out) / STATE_FILE
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _write_state(out: Path, state: dict) -> None:
+    tmp = out / (STATE_FILE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    os.replace(tmp, out / STATE_FILE)
+
+
+def _finished(state: dict | None, epoch: int, options: TrainOptions) -> bool:
+    """Whether a resumed run has nothing left to do."""
+    if not state:
+        return False
+    if options.epochs is not None:
+        return epoch >= options.epochs
+    return bool(state.get("stopped_early")) or epoch >= state.get("max_epochs", 10**9)
+
+
+def _resume(out: Path, options: TrainOptions, folders: list[str]) -> tuple[dict | None, Any]:
+    import torch
+
+    ckpt_path = out / CHECKPOINT
+    state = read_state(out)
+    if not ckpt_path.is_file():
+        return state, None
+    if not state or state.get("key") != options.key():
+        raise TrainError(
+            f"{out} holds a checkpoint of a different training run (other data, model or "
+            "options); pick another --out, or delete the folder to start over"
+        )
+    if state.get("data", folders) != folders:
+        raise TrainError(
+            f"{out} was trained on other data ({', '.join(state['data'])}); pick another "
+            "--out, or delete the folder to start over"
+        )
+    return state, torch.load(ckpt_path, map_location="cpu", weights_only=False)
+
+
+def _result_of(out: Path, state: dict, resumed_from: int) -> TrainResult:
+    history = [EpochStats(**h) for h in state.get("history", [])]
+    return TrainResult(
+        out,
+        state["epoch"],
+        history,
+        resumed_from=resumed_from,
+        params=state.get("params", 0),
+        images=state.get("images", 0),
+        captions=state.get("captions", 0),
+        val_images=state.get("val_images", 0),
+        max_epochs=state.get("max_epochs", state["epoch"]),
+        best_epoch=state.get("best_epoch", state["epoch"]),
+        stopped_early=bool(state.get("stopped_early")),
+    )
 
 
 def train(
@@ -287,46 +224,36 @@ def train(
     from pixfind.search.encoder import save_model_dir
 
     options = options or TrainOptions()
-    if options.epochs < 1 or options.batch_size < 2:
-        raise TrainError("--epochs must be >= 1 and --batch-size >= 2")
+    if (options.epochs is not None and options.epochs < 1) or options.batch_size < 2:
+        raise TrainError("--epochs must be >= 1 (or auto) and --batch-size >= 2")
+    if options.patience < 0:
+        raise TrainError("--patience must be >= 0 (0: never stop early)")
+    V.val_count(100, options.val_fraction)  # checks the fraction
     out = Path(out).expanduser().resolve()
-    ckpt_path = out / CHECKPOINT
     folders = data_folders(data)
-    state = read_state(out)
-    resume = None
-    if ckpt_path.is_file() and state and state.get("key") == options.key():
-        if state.get("data", folders) != folders:
-            raise TrainError(
-                f"{out} was trained on other data ({', '.join(state['data'])}); pick another "
-                "--out, or delete the folder to start over"
-            )
-        resume = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    elif ckpt_path.is_file():
-        raise TrainError(
-            f"{out} holds a checkpoint of a different training run (other data, model or "
-            "options); pick another --out, or delete the folder to start over"
-        )
-    if resume and resume["epoch"] >= options.epochs:
-        return TrainResult(
-            out,
-            resume["epoch"],
-            [EpochStats(**h) for h in state.get("history", [])],
-            resumed_from=resume["epoch"],
-            params=state.get("params", 0),
-        )
+    state, resume = _resume(out, options, folders)
+    if resume and _finished(state, resume["epoch"], options):
+        return _result_of(out, state, resume["epoch"])
 
     random.seed(options.seed)
     np.random.seed(options.seed)
     torch.manual_seed(options.seed)
     model, preprocess, tokenizer, model_cfg = build_model(options)
-    arch = _custom_name(model_cfg)
+    arch = custom_name(model_cfg)
     device = options.device
     # channels-last convolutions: a conv image tower's step is ~20% quicker on CPU (no-op
     # for a ViT's linear layers)
     model.to(device, memory_format=torch.channels_last)
-    _lock(model, options)
+    lock(model, options)
     prepared = prepare(data, preprocess, tokenizer, options.max_images, on_prepare)
-    n = len(prepared.captions_of)
+    if options.val:
+        rows = np.arange(len(prepared.captions_of))
+        val_prep = prepare(options.val, preprocess, tokenizer)
+        val = V.val_set(val_prep, np.arange(len(val_prep.captions_of)))
+    else:
+        rows, val_rows = V.split(len(prepared.captions_of), options.val_fraction, options.seed)
+        val = V.val_set(prepared, val_rows) if len(val_rows) else None
+    n = len(rows)
     batch_size = min(options.batch_size, n)
     # ragged batches are dropped: InfoNCE wants full batches
     steps_per_epoch = len(
@@ -338,9 +265,10 @@ def train(
             f"{n} captioned images are too few for batches of {batch_size}; "
             f"use --batch-size {most} or less"
         )
-    total = steps_per_epoch * options.epochs
-    warmup = int(options.warmup * total)
-    optimizer = _adamw(model, options)
+    max_epochs = options.epochs or V.auto_epochs(steps_per_epoch)
+    total = steps_per_epoch * max_epochs
+    warmup = V.warmup_steps(total, options.warmup)
+    optimizer = adamw(model, options)
     loss_fn = ClipLoss()
     history: list[EpochStats] = []
     start_epoch = 0
@@ -359,16 +287,20 @@ def train(
         history,
         resumed_from=start_epoch,
         images=n,
-        captions=len(prepared.tokens),
+        captions=sum(len(prepared.captions_of[r]) for r in rows),
         problems=prepared.skipped,
         params=count_params(model),
+        val_images=0 if val is None else len(val.pixels),
+        max_epochs=max_epochs,
+        best_epoch=(state or {}).get("best_epoch", 0) if resume else 0,
     )
+    best = next((h.val for h in history if h.epoch == result.best_epoch), None)
     began = time.perf_counter()
-    for epoch in range(start_epoch, options.epochs):
+    for epoch in range(start_epoch, max_epochs):
         model.train()
         t0 = time.perf_counter()
         # one caption per image per epoch, drawn afresh each epoch
-        caption_rows = np.array([rng.choice(prepared.captions_of[i]) for i in range(n)])
+        caption_rows = np.array([rng.choice(prepared.captions_of[r]) for r in rows])
         batches = epoch_batches(
             rng, [prepared.words[c] for c in caption_rows], batch_size, options.hard_batches
         )
@@ -378,14 +310,14 @@ def train(
             lr = lr_at(step, total, options.learning_rate, warmup)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            rows = batches[s]
-            images = prepared.pixels[torch.from_numpy(rows)].float().div_(255)
+            batch = batches[s]
+            images = prepared.pixels[torch.from_numpy(rows[batch])].float().div_(255)
             if options.augment:
                 images = augment(images, gen)
             images = ((images.to(device) - mean) / std).contiguous(
                 memory_format=torch.channels_last
             )
-            texts = prepared.tokens[torch.from_numpy(caption_rows[rows])].to(device)
+            texts = prepared.tokens[torch.from_numpy(caption_rows[batch])].to(device)
             image_f, text_f, scale = model(images, texts)[:3]
             loss = loss_fn(image_f, text_f, scale)
             optimizer.zero_grad(set_to_none=True)
@@ -399,22 +331,40 @@ def train(
                 on_step(
                     epoch + 1, s + 1, steps_per_epoch, losses[-1], (s + 1) * batch_size / elapsed
                 )
+        model.eval()
+        score = V.recall(model, val, mean, std, device) if val is not None else None
+        improved = score is None or V.better(score, best)
+        if improved:
+            best, result.best_epoch = score, epoch + 1
         stats = EpochStats(
             epoch + 1,
             float(np.mean(losses)) if losses else float("nan"),
             time.perf_counter() - t0,
             lr,
             float(1 / model.logit_scale.detach().exp()),
+            score,
+            improved and score is not None,
         )
         history.append(stats)
-        # model dir first, then the checkpoint: a crash in between only repeats an epoch
-        model.eval()
-        save_model_dir(
-            model,
-            out,
-            model_cfg,
-            extra={"trained_from": options.init, "epochs": epoch + 1, "data": ", ".join(folders)},
+        stop = (
+            options.epochs is None
+            and score is not None
+            and V.should_stop([h.val for h in history if h.val], options.patience)
         )
+        # model dir (best weights) first, then the checkpoint: a crash in between only
+        # repeats an epoch
+        if improved:
+            save_model_dir(
+                model,
+                out,
+                model_cfg,
+                extra={
+                    "trained_from": options.init,
+                    "epochs": epoch + 1,
+                    "data": ", ".join(folders),
+                    "val": score,
+                },
+            )
         _atomic_save(
             {
                 "pixfind_train": 1,
@@ -425,26 +375,31 @@ def train(
                 "optimizer": optimizer.state_dict(),
                 "generator": gen.get_state(),
             },
-            ckpt_path,
+            out / CHECKPOINT,
         )
-        tmp = out / (STATE_FILE + ".tmp")
-        tmp.write_text(
-            json.dumps(
-                {
-                    "key": options.key(),
-                    "options": asdict(options),
-                    "data": folders,
-                    "epoch": epoch + 1,
-                    "params": result.params,
-                    "history": [asdict(h) for h in history],
-                },
-                indent=2,
-            )
+        _write_state(
+            out,
+            {
+                "key": options.key(),
+                "options": asdict(options),
+                "data": folders,
+                "epoch": epoch + 1,
+                "max_epochs": max_epochs,
+                "best_epoch": result.best_epoch,
+                "stopped_early": stop,
+                "params": result.params,
+                "images": result.images,
+                "captions": result.captions,
+                "val_images": result.val_images,
+                "history": [asdict(h) for h in history],
+            },
         )
-        os.replace(tmp, out / STATE_FILE)
         result.epochs_done = epoch + 1
         if on_epoch:
             on_epoch(stats)
+        if stop:
+            result.stopped_early = True
+            break
     result.seconds = time.perf_counter() - began
     result.history = history
     return result

@@ -152,6 +152,31 @@ def test_cli_trains_on_several_folders_as_one(cli, tmp_path):
     assert str(scenes.train) in saved["data"] and str(objects.train) in saved["data"]
 
 
+def test_validation_keeps_the_best_epoch_resumes_and_plots(cli, tmp_path):
+    data = generate(tmp_path / "data", n=300, seed=1, kind="objects")  # 240 train, 60 test
+    out = tmp_path / "model"
+    args = ("--out", out, "--model", "pixfind-tiny", "--batch-size", 16, "--json")
+    first = json_out(cli("train", data.train, *args, "--epochs", 2))
+    assert first["val_images"] == 24 and first["images"] == 216  # 10% held out, by photo
+    assert [h["epoch"] for h in first["history"]] == [1, 2]
+    assert all(set(h["val"]) == {"R@1", "R@5", "R@10"} for h in first["history"])
+    saved = json.loads((out / "open_clip_config.json").read_text())["pixfind"]
+    assert saved["epochs"] == first["best_epoch"] and saved["val"] == first["best_val"]
+    plot = tmp_path / "curves.png"
+    second = json_out(cli("train", data.train, *args, "--epochs", 3, "--plot", plot))
+    assert second["resumed_from"] == 2 and second["epochs_done"] == 3
+    assert [h["epoch"] for h in second["history"]] == [1, 2, 3]
+    assert plot.stat().st_size > 5000
+    state = json.loads((out / "train.json").read_text())
+    assert state["best_epoch"] == second["best_epoch"] and len(state["history"]) == 3
+    # --val DIR: validate on another folder, hold nothing out
+    other = ("--out", tmp_path / "m2", "--model", "pixfind-tiny", "--batch-size", 16)
+    third = json_out(cli("train", data.train, *other, "--epochs", 1, "--val", data.test, "--json"))
+    assert third["images"] == 240 and third["val_images"] == 60
+    bad = cli("train", data.train, *other, "--epochs", "lots", ok=False)
+    assert bad.exit_code == 1 and "--epochs must be auto or a whole number" in bad.output
+
+
 def test_cli_train_errors_are_one_line(cli, tmp_path):
     data = generate(tmp_path / "data", n=10, seed=1)
     bad = cli("train", data.train, "--out", tmp_path / "m", "--model", "no-such-arch", ok=False)
@@ -171,7 +196,17 @@ def test_cli_train_errors_are_one_line(cli, tmp_path):
     )
     assert frozen.exit_code == 1 and "--freeze must be" in frozen.output
     # too few photos for one batch of each kind: a clear line, not an UnboundLocalError
-    few = cli("train", data.train, "--out", tmp_path / "m3", "--model", "pixfind-tiny", ok=False)
+    few = cli(
+        "train",
+        data.train,
+        "--out",
+        tmp_path / "m3",
+        "--model",
+        "pixfind-tiny",
+        "--hard-batches",
+        0.5,
+        ok=False,
+    )
     assert few.exit_code == 1 and "too few for batches of 8; use --batch-size 4" in few.output
 
 

@@ -1,0 +1,65 @@
+"""Issue 18: the pure parts of validation-driven training (split, early stopping, schedule)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pixfind.search.errors import PixfindError
+from pixfind.train import validate as V
+from pixfind.train.fit import lr_at
+
+
+def test_validation_slice_is_ten_percent_by_photo_seeded_and_capped():
+    train, val = V.split(1500, 0.1, seed=0)
+    assert len(val) == 150 and len(train) == 1350
+    assert not set(train) & set(val) and sorted([*train, *val]) == list(range(1500))
+    again, val2 = V.split(1500, 0.1, seed=0)
+    assert (val2 == val).all() and (again == train).all()
+    assert not (V.split(1500, 0.1, seed=1)[1] == val).all()
+    assert len(V.split(50_000, 0.1, seed=0)[1]) == V.VAL_MAX == 1000
+    assert len(V.split(150, 0.1, seed=0)[1]) == 0  # 15 photos: too few to validate on
+    assert len(V.split(1500, 0.0, seed=0)[1]) == 0
+    with pytest.raises(PixfindError, match="--val-fraction"):
+        V.split(100, 1.0, seed=0)
+
+
+def _scores(*r5):
+    return [{"R@1": 0.0, "R@5": r, "R@10": 1.0} for r in r5]
+
+
+def test_early_stopping_waits_patience_epochs_after_the_best():
+    assert not V.should_stop(_scores(0.1, 0.2, 0.3), patience=2)
+    assert not V.should_stop(_scores(0.1, 0.3, 0.2), patience=2)
+    assert V.should_stop(_scores(0.1, 0.3, 0.2, 0.3), patience=2)  # a tie is no improvement
+    assert not V.should_stop(_scores(0.1, 0.3, 0.2, 0.3), patience=0)  # 0: never
+    tie_better_r1 = [*_scores(0.3), {"R@1": 0.2, "R@5": 0.3, "R@10": 1.0}]
+    assert V.better(tie_better_r1[1], tie_better_r1[0])
+    assert not V.should_stop(tie_better_r1, patience=1)
+
+
+def test_auto_epochs_and_warmup_scale_with_the_steps():
+    assert V.auto_epochs(42) == 36  # 1,350 photos in batches of 32: ~1,500 steps
+    assert V.auto_epochs(10) == V.AUTO_MAX_EPOCHS  # a tiny collection: capped
+    assert V.auto_epochs(1560) == V.AUTO_MIN_EPOCHS  # 50,000 photos: at least 10 epochs
+    assert V.warmup_steps(1500, 0.1) == 150
+    assert V.warmup_steps(15_600, 0.1) == V.WARMUP_MAX_STEPS
+    assert V.warmup_steps(5, 0.1) == 1
+    lrs = [lr_at(s, 100, 1.0, V.warmup_steps(100, 0.1)) for s in range(100)]
+    assert max(lrs) == pytest.approx(1.0) and np.argmax(lrs) == 9
+
+
+def test_curves_plot_needs_only_the_history(tmp_path):
+    pytest.importorskip("matplotlib")
+    history = [
+        {
+            "epoch": e,
+            "loss": 4 - e / 2,
+            "lr": 1e-3,
+            "temperature": 0.07,
+            "best": e == 2,
+            "val": {"R@1": 0.1 * e, "R@5": 0.2 * e, "R@10": 0.3 * e},
+        }
+        for e in (1, 2, 3)
+    ]
+    path = V.plot_curves(history, tmp_path / "curves.png")
+    assert path.stat().st_size > 5000
