@@ -14,6 +14,7 @@ import typer
 from pixfind.search.errors import PixfindError
 from pixfind.search.models import requested_spec
 from pixfind.search.settings import get_settings, passive_omp_threads, resolve_home
+from pixfind.search.types import printable_path
 from pixfind.train import commands as train_commands
 from rich.console import Console
 from rich.markup import escape
@@ -207,8 +208,6 @@ def index_cmd(
 
 
 def _print_report(report) -> None:
-    from pixfind.search.store import printable_path
-
     rate = report.embedded / report.seconds if report.seconds else 0
     out.print(
         f"[bold]{report.added}[/] added, [bold]{report.updated}[/] updated, "
@@ -350,8 +349,6 @@ def search_cmd(
 
 def _print_hits(hits, explain: bool) -> None:
     """Plain columns rather than a rich table: long paths must never be cut or folded."""
-    from pixfind.search.store import printable_path
-
     if not explain:
         sys.stdout.write(f"{'rank':>4}  {'score':>6}  path\n")
         for h in hits:

@@ -61,7 +61,7 @@ class IndexReport:
 
     def warnings(self) -> list[str]:
         """Lines for people about what was not seen or was done on its own (paths escaped)."""
-        from pixfind.search.store import printable_path
+        from pixfind.search.types import printable_path
 
         lines = list(self.notes)
         for given, real in self.aliases:

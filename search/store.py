@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import IndexMismatch, NoIndex, NotFound, UnusableIndex, backend_errors
-from .types import EncoderSpec, Filters, ImageRecord, ModelInfo, display_path, is_glob
+from .types import EncoderSpec, Filters, ImageRecord, ModelInfo, is_glob
 
 SCHEMA_VERSION = 2  # + keywords (added in place by `pixfind index`: search/keywords.py)
 TABLE = "images"
@@ -65,15 +65,6 @@ def stored_path(path: str) -> tuple[str, bytes | None]:
 
 def real_path(text: str, raw: bytes | None) -> str:
     return raw.decode("utf-8", "surrogateescape") if raw is not None else text
-
-
-_CONTROL = {i: f"\\x{i:02x}" for i in (*range(32), 127)} | {9: "\\t", 10: "\\n", 13: "\\r"}
-
-
-def printable_path(path: str) -> str:
-    """A path on one line: control characters (a newline in a file name) shown escaped, as
-    \\n, \\r, \\t or \\xNN, undecodable bytes as U+FFFD. For people; pipes get --print0."""
-    return display_path(path).translate(_CONTROL)
 
 
 def _sql_str(value: str) -> str:

@@ -201,6 +201,15 @@ def display_path(path: str) -> str:
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
+_CONTROL = {i: f"\\x{i:02x}" for i in (*range(32), 127)} | {9: "\\t", 10: "\\n", 13: "\\r"}
+
+
+def printable_path(path: str) -> str:
+    """A path on one line: control characters (a newline in a file name) shown escaped, as
+    \\n, \\r, \\t or \\xNN, undecodable bytes as U+FFFD. For people; pipes get --print0."""
+    return display_path(path).translate(_CONTROL)
+
+
 def is_glob(text: str) -> bool:
     """``--folder '*/trips/*'`` is a path glob; ``--folder ~/trips`` a folder."""
     return any(ch in text for ch in "*?[")
