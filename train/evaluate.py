@@ -156,8 +156,8 @@ def zero_shot(
     return ZeroShotScores(len(rows), len(labels), top1, top5)
 
 
-def plot(scores: dict, path: str | os.PathLike, title: str = "") -> Path:
-    """Bar chart of the recalls (and zero-shot accuracy) as a PNG; needs matplotlib."""
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend; a clear error where it is missing."""
     try:
         import matplotlib
 
@@ -167,6 +167,12 @@ def plot(scores: dict, path: str | os.PathLike, title: str = "") -> Path:
         raise PixfindError(
             "--plot needs matplotlib: pip install matplotlib (or pip install -e '.[dev]')"
         ) from exc
+    return plt
+
+
+def plot(scores: dict, path: str | os.PathLike, title: str = "") -> Path:
+    """Bar chart of the recalls (and zero-shot accuracy) as a PNG; needs matplotlib."""
+    plt = pyplot()
     bars: list[tuple[str, float]] = []
     ret = scores.get("retrieval")
     if ret:

@@ -120,15 +120,9 @@ def recall(model: Any, val: ValSet, mean: Any, std: Any, device: str, batch: int
 
 def plot_curves(history: list[dict], path: str | os.PathLike, title: str = "") -> Path:
     """Loss, validation recall, learning rate and temperature per epoch, as a PNG."""
-    try:
-        import matplotlib
+    from .evaluate import pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise PixfindError(
-            "--plot needs matplotlib: pip install matplotlib (or pip install -e '.[dev]')"
-        ) from exc
+    plt = pyplot()
     epochs = [h["epoch"] for h in history]
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
     axes[0].plot(epochs, [h["loss"] for h in history], color="#4c72b0")
