@@ -159,11 +159,11 @@ class Searcher:
 
     def _cold(self, query: Query, want: int) -> list[Hit] | None:
         text = query.plain_text
-        if query.mode == "keyword" or (query.mode != "vector" and keywords.on_disk(self.home)):
-            return None  # the cold path ranks by vectors alone: hybrid goes warm
         nothing_loaded = self._store is None and self._text_encoder is None
         if text is None or query.filters or not (self._cold_allowed and nothing_loaded):
-            return None
+            return None  # checked first: a searcher that stays never looks at the disk here
+        if query.mode == "keyword" or (query.mode != "vector" and keywords.on_disk(self.home)):
+            return None  # the cold path ranks by vectors alone: hybrid goes warm
         from .cold.fastpath import text_search
 
         self._cold_allowed = False  # once: a searcher that stays loads the warm path
