@@ -6,23 +6,38 @@ Heavy imports (torch, open_clip, lancedb, faiss) happen inside commands, so --he
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from pixfind.api import commands as api_commands
+from pixfind.indexer import commands as indexer_commands
+from pixfind.search.cli_common import (
+    DeviceOpt,
+    ModelOpt,
+    PretrainedOpt,
+    choose_index,
+    err,
+    index_home,
+    out,
+)
 from pixfind.search.errors import PixfindError
 from pixfind.search.models import requested_spec
-from pixfind.search.settings import get_settings, passive_omp_threads, resolve_home
 from pixfind.search.types import printable_path
 from pixfind.train import commands as train_commands
-from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
 
 class App(TyperGroup):
     """Every command: a library error becomes one clear line and exit code 1; Ctrl-C 130."""
+
+    ORDER = ("index", "search", "status", "doctor", "models", "serve", "demo", "demo-data")
+
+    def list_commands(self, ctx):  # the everyday commands first, in the order people use them
+        names = super().list_commands(ctx)
+        rank = {name: i for i, name in enumerate(self.ORDER)}
+        return sorted(names, key=lambda n: rank.get(n, len(rank)))
 
     def invoke(self, ctx):
         try:
@@ -44,16 +59,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+app.add_typer(indexer_commands.app)  # index (indexer/commands.py)
 app.add_typer(train_commands.app)  # demo-data, train, eval, demo (train/commands.py)
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-class State:
-    index: str | None = None
-
-
-state = State()
+app.add_typer(api_commands.app)  # serve (api/commands.py)
 
 
 @app.callback()
@@ -68,166 +76,14 @@ def main_options(
         ),
     ] = None,
 ) -> None:
-    state.index = index or get_settings().index
+    choose_index(index)
 
 
 def home() -> Path:
-    return resolve_home(state.index)
-
-
-ModelOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--model",
-        "-m",
-        help="open_clip model name (see `pixfind models`) or a model directory. "
-        "Default: the index's own model, or ViT-B-32 for a new index.",
-    ),
-]
-PretrainedOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--pretrained",
-        "-p",
-        help="Pretrained tag (e.g. laion2b_s34b_b79k), a local checkpoint file, or a model "
-        "directory. Default: laion2b_s34b_b79k with ViT-B-32.",
-    ),
-]
-DeviceOpt = Annotated[
-    str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps.")
-]
+    return index_home()
 
 
 # ---------------------------------------------------------------------------------------------
-@app.command("index")
-def index_cmd(
-    paths: Annotated[list[Path], typer.Argument(help="Folders (or files) to index.")],
-    model: ModelOpt = None,
-    pretrained: PretrainedOpt = None,
-    device: DeviceOpt = "auto",
-    exclude: Annotated[
-        list[str] | None,
-        typer.Option("--exclude", "-x", help="Glob of names or paths to skip (repeatable)."),
-    ] = None,
-    hidden: Annotated[bool, typer.Option("--hidden", help="Also index hidden folders.")] = False,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", help="Images per batch (0: 32 on CPU, 128 on CUDA).")
-    ] = 0,
-    workers: Annotated[
-        int, typer.Option("--workers", help="Decoding processes (-1: automatic, 0: none).")
-    ] = -1,
-    max_megapixels: Annotated[
-        float,
-        typer.Option(
-            "--max-megapixels", help="Skip images larger than this (decompression-bomb guard)."
-        ),
-    ] = 150.0,
-    captions: Annotated[
-        bool,
-        typer.Option(
-            "--captions/--no-captions",
-            help="Read captions from sidecars, captions.jsonl and image metadata.",
-        ),
-    ] = True,
-    rebuild: Annotated[
-        bool,
-        typer.Option("--rebuild", help="Drop the index's vectors and re-embed everything."),
-    ] = False,
-    prune_missing: Annotated[
-        bool,
-        typer.Option(
-            "--prune-missing",
-            help="Also remove photos under folders that can't be read or roots that are missing.",
-        ),
-    ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-) -> None:
-    """Index photo folders (incremental: unchanged files are not decoded again).
-
-    Example: pixfind index ~/Pictures ~/Phone --exclude '*/thumbnails/*'
-    """
-    from rich import progress as bar
-
-    passive_omp_threads()  # before torch loads
-    from pixfind.indexer import IndexOptions, run_index
-
-    options = IndexOptions(
-        roots=[str(p) for p in paths],
-        exclude=exclude or [],
-        include_hidden=hidden,
-        batch_size=batch_size,
-        workers=workers,
-        max_megapixels=max_megapixels,
-        rebuild=rebuild,
-        captions=captions,
-        prune_missing=prune_missing,
-    )
-    progress = bar.Progress(
-        bar.TextColumn("[bold]embedding"), bar.BarColumn(), bar.MofNCompleteColumn(),
-        bar.TaskProgressColumn(), bar.TextColumn("{task.fields[rate]} img/s"),
-        bar.TimeElapsedColumn(), bar.TextColumn("ETA"), bar.TimeRemainingColumn(),
-        console=err, transient=False, disable=as_json,
-    )  # fmt: skip
-    task = progress.add_task("embed", total=None, rate="-", visible=False)
-    started = [0.0]
-
-    def on_plan(plan) -> None:
-        started[0] = time.perf_counter()
-        progress.update(task, total=len(plan.todo), visible=bool(plan.todo))
-        if not as_json:
-            err.print(
-                f"{len(plan.new)} new, {len(plan.changed)} changed, {plan.unchanged} unchanged, "
-                f"{len(plan.removed)} gone"
-            )
-
-    def on_progress(done: int, total: int) -> None:
-        elapsed = max(time.perf_counter() - started[0], 1e-9)
-        progress.update(task, completed=done, rate=f"{done / elapsed:.1f}")
-
-    if not as_json:
-        err.print(f"index: {home()}")
-    with progress:
-        report = run_index(
-            home(),
-            options,
-            spec=requested_spec(model, pretrained),
-            device=device,
-            on_plan=on_plan,
-            on_progress=on_progress,
-        )
-    if as_json:
-        out.print_json(data=report.to_dict())
-    else:
-        _print_report(report)
-    if report.interrupted:
-        err.print(
-            f"[yellow]interrupted[/]: {report.embedded} images committed and safe; run the "
-            "same command again to resume where it stopped"
-        )
-        raise typer.Exit(130)
-
-
-def _print_report(report) -> None:
-    rate = report.embedded / report.seconds if report.seconds else 0
-    out.print(
-        f"[bold]{report.added}[/] added, [bold]{report.updated}[/] updated, "
-        f"[bold]{report.removed}[/] removed, {report.unchanged} unchanged, "
-        f"{report.moved} moved and {report.reused} reused without re-embedding, "
-        f"{report.captioned} captioned, "
-        f"{len(report.skipped)} skipped; {report.total} images in the index "
-        f"({report.seconds:.1f}s, {rate:.1f} img/s) [dim]model {report.model}[/]"
-    )
-    out.print(f"[dim]stages: {report.stage_summary()}[/]")
-    for line in report.warnings():
-        out.print(f"[yellow]note:[/] {escape(line)}")
-    if report.skipped:
-        shown = report.skipped[:20]
-        for path, reason in shown:
-            out.print(f"  [yellow]skipped[/] {escape(printable_path(path))}: {escape(reason)}")
-        if len(report.skipped) > len(shown):
-            out.print(f"  ... and {len(report.skipped) - len(shown)} more (use --json for all)")
-
-
 @app.command("search")
 def search_cmd(
     query: Annotated[str | None, typer.Argument(help="What to look for, in words.")] = None,
@@ -442,92 +298,6 @@ def models_cmd(
     out.print("also: --model DIR (a directory written by `pixfind train`), --pretrained FILE")
     for name, tags in rows:
         out.print(f"[bold]{name}[/]  {', '.join(tags) if tags else '[dim](no tags)[/]'}")
-
-
-@app.command("serve")
-def serve_cmd(
-    index: Annotated[
-        str | None,
-        typer.Option(
-            "--index", help="Index directory (same as the global --index).", metavar="DIR"
-        ),
-    ] = None,
-    host: Annotated[
-        str, typer.Option("--host", help="Address to bind. Other than loopback: use --token.")
-    ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
-    token: Annotated[
-        str | None,
-        typer.Option(
-            "--token",
-            help="Require `Authorization: Bearer TOKEN` on every /api route. Default: "
-            "$PIXFIND_TOKEN (prefer the variable: arguments show in `ps`).",
-        ),
-    ] = None,
-    max_upload_mb: Annotated[
-        float,
-        typer.Option("--max-upload-mb", min=0.01, help="Largest accepted image upload."),
-    ] = 20.0,
-    cors_origin: Annotated[
-        list[str] | None,
-        typer.Option("--cors-origin", help="Allow this origin to call the API (repeatable)."),
-    ] = None,
-    allowed_host: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--allowed-host",
-            help="Host names the server answers to (repeatable). Default: local names on "
-            "loopback, any name otherwise.",
-        ),
-    ] = None,
-    device: DeviceOpt = "auto",
-    header_timeout: Annotated[
-        float, typer.Option("--header-timeout", min=0.1, help="Seconds to send the headers.")
-    ] = 10.0,
-    body_timeout: Annotated[
-        float, typer.Option("--body-timeout", min=0.1, help="Seconds to send a request's body.")
-    ] = 120.0,
-    keep_alive: Annotated[
-        int,
-        typer.Option("--keep-alive", min=1, help="Seconds an idle connection is kept open."),
-    ] = 5,
-    max_connections: Annotated[
-        int, typer.Option("--max-connections", min=2, help="Connections at once; more: 503.")
-    ] = 100,
-) -> None:
-    """Serve the search page and JSON API (open http://127.0.0.1:8000/, API docs at /docs).
-
-    Example: PIXFIND_TOKEN=s3cret pixfind serve --host 0.0.0.0 --port 8080
-    """
-    from pixfind.api.app import create_app
-    from pixfind.api.server import ServerLimits, serve
-    from pixfind.api.service import Service
-    from pixfind.api.settings import Settings, is_loopback
-
-    settings = Settings(
-        index=resolve_home(index) if index else home(),
-        token=token or get_settings().token,
-        device=device,
-        host=host,
-        max_upload_bytes=int(max_upload_mb * 1024 * 1024),
-        cors_origins=tuple(cors_origin or ()),
-        allowed_hosts=tuple(allowed_host or ()),
-    )
-    if not is_loopback(host) and not settings.token:
-        err.print(
-            f"[yellow]warning:[/] serving on {host} without a token: anyone who can reach this "
-            "machine can search your photos and download them (set PIXFIND_TOKEN)"
-        )
-    err.print(f"index: {settings.index}; loading the model...")
-    service = Service.open(settings)  # errors (no index, bad model) show before binding
-    url_host = f"[{host}]" if ":" in host else host
-    err.print(
-        f"pixfind: {service.store.count()} images, model {service.store.info.label}; "
-        f"open http://{url_host}:{port}/ (API docs /docs)"
-        + ("; token required" if settings.token else "")
-    )
-    limits = ServerLimits(header_timeout, body_timeout, keep_alive, max_connections)
-    serve(create_app(settings, service), host, port, limits)
 
 
 def main() -> None:

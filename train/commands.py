@@ -10,18 +10,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+from pixfind.search.cli_common import DeviceOpt, err, out
 from rich.markup import escape
 
 from .demo import DEMO_EPOCHS, DEMO_N, DEMO_TEST, run_demo
 
 app = typer.Typer()
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-DeviceOpt = Annotated[
-    str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps.")
-]
 ModelOpt = Annotated[
     str | None,
     typer.Option("--model", "-m", help="open_clip model name or a model directory."),
