@@ -28,6 +28,20 @@ from pixfind.train import commands as train_commands
 from rich.markup import escape
 from typer.core import TyperGroup
 
+PREVIEW_CHOICES = ("auto", "kitty", "iterm", "sixel", "none")
+
+
+def optional_value(args: list[str], option: str, choices, implied: str) -> list[str]:
+    """``--preview`` with no value (Typer has no optional-value options): a bare ``option``
+    not followed by one of ``choices`` becomes ``option=implied``; nothing after ``--``."""
+    args = list(args)
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg == option and (i + 1 == len(args) or args[i + 1] not in choices):
+            args[i] = f"{option}={implied}"
+    return args
+
 
 class App(TyperGroup):
     """Every command: a library error becomes one clear line and exit code 1; Ctrl-C 130."""
@@ -38,6 +52,9 @@ class App(TyperGroup):
         names = super().list_commands(ctx)
         rank = {name: i for i, name in enumerate(self.ORDER)}
         return sorted(names, key=lambda n: rank.get(n, len(rank)))
+
+    def parse_args(self, ctx, args):
+        return super().parse_args(ctx, optional_value(args, "--preview", PREVIEW_CHOICES, "auto"))
 
     def invoke(self, ctx):
         try:
@@ -153,6 +170,15 @@ def search_cmd(
         str | None,
         typer.Option("--mode", help="hybrid (default with a keyword index), vector, keyword."),
     ] = None,
+    preview: Annotated[
+        str,
+        typer.Option(
+            "--preview",
+            metavar="[auto|kitty|iterm|sixel|none]",
+            help="Show the results as pictures in the terminal; plain --preview detects the "
+            "terminal's kind.",
+        ),
+    ] = "none",
 ) -> None:
     """Search the index by text, or by image with --image.
 
@@ -199,8 +225,25 @@ def search_cmd(
             err.print("[yellow]warning:[/] a path holds a newline; pipe --print0 to `xargs -0`")
     elif not hits:
         out.print("no matches")
-    else:
+    elif not _preview(hits, preview):
         _print_hits(hits, explain)
+
+
+def _preview(hits, wanted: str) -> bool:
+    """Draw the hits as pictures; False (with a line on stderr) where they can't be shown."""
+    import os
+
+    from pixfind.search.preview import Shown, choose, render
+
+    protocol, why = choose(wanted, os.environ, sys.stdout.isatty())
+    if protocol is None:
+        if why:
+            err.print(f"[yellow]--preview:[/] {escape(why)}; showing the list instead")
+        return False
+    for chunk in render([Shown(h.rank, h.score, h.path) for h in hits], protocol):
+        sys.stdout.buffer.write(chunk)
+        sys.stdout.flush()
+    return True
 
 
 def _print_hits(hits, explain: bool) -> None:
