@@ -191,6 +191,8 @@ def search_cmd(
 
     if (query is None) == (image is None):
         raise BadQuery("give either a text query or --image PATH (not both)")
+    if preview not in PREVIEW_CHOICES:
+        raise BadQuery(f"--preview must be one of {', '.join(PREVIEW_CHOICES)}, not {preview!r}")
     terms = make_terms(
         query,
         str(image) if image else None,
