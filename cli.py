@@ -5,6 +5,7 @@ Heavy imports (torch, open_clip, lancedb, faiss) happen inside commands, so --he
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -188,6 +189,7 @@ def search_cmd(
     from pixfind.search.engine import Searcher
     from pixfind.search.errors import BadQuery
     from pixfind.search.query import Query, make_terms, parse_filters
+    from pixfind.search.raw import raw_siblings
 
     if (query is None) == (image is None):
         raise BadQuery("give either a text query or --image PATH (not both)")
@@ -211,8 +213,10 @@ def search_cmd(
         mode=mode,
     )
     hits = Searcher(home(), requested_spec(model, pretrained), device).run(request).hits
+    raws = {} if paths_only or print0 else raw_siblings([h.path for h in hits])
     if as_json:
-        payload = {"query": query or str(image), "results": [h.to_dict() for h in hits]}
+        results = [h.to_dict() | ({"raw": raws[h.path]} if h.path in raws else {}) for h in hits]
+        payload = {"query": query or str(image), "results": results}
         if len(terms) > 1:
             payload["terms"] = [
                 {"kind": t.kind, "value": t.value, "weight": t.weight} for t in terms
@@ -227,14 +231,16 @@ def search_cmd(
             err.print("[yellow]warning:[/] a path holds a newline; pipe --print0 to `xargs -0`")
     elif not hits:
         out.print("no matches")
-    elif not _preview(hits, preview):
-        _print_hits(hits, explain)
+    elif not _preview(hits, preview, raws):
+        _print_hits(hits, explain, raws)
 
 
-def _preview(hits, wanted: str) -> bool:
+def _raw_note(path: str, raws: dict[str, str]) -> str:
+    return f"  (+ RAW {printable_path(os.path.basename(raws[path]))})" if path in raws else ""
+
+
+def _preview(hits, wanted: str, raws: dict[str, str]) -> bool:
     """Draw the hits as pictures; False (with a line on stderr) where they can't be shown."""
-    import os
-
     from pixfind.search.preview import Shown, choose, render
 
     protocol, why = choose(wanted, os.environ, sys.stdout.isatty())
@@ -242,18 +248,20 @@ def _preview(hits, wanted: str) -> bool:
         if why:
             err.print(f"[yellow]--preview:[/] {escape(why)}; showing the list instead")
         return False
-    for chunk in render([Shown(h.rank, h.score, h.path) for h in hits], protocol):
+    shown = [Shown(h.rank, h.score, h.path, _raw_note(h.path, raws).strip()) for h in hits]
+    for chunk in render(shown, protocol):
         sys.stdout.buffer.write(chunk)
         sys.stdout.flush()
     return True
 
 
-def _print_hits(hits, explain: bool) -> None:
+def _print_hits(hits, explain: bool, raws: dict[str, str]) -> None:
     """Plain columns rather than a rich table: long paths must never be cut or folded."""
     if not explain:
         sys.stdout.write(f"{'rank':>4}  {'score':>6}  path\n")
         for h in hits:
-            sys.stdout.write(f"{h.rank:>4}  {h.score:>6.3f}  {printable_path(h.path)}\n")
+            note = _raw_note(h.path, raws)
+            sys.stdout.write(f"{h.rank:>4}  {h.score:>6.3f}  {printable_path(h.path)}{note}\n")
         return
     sys.stdout.write(f"{'rank':>4}  {'score':>6}  {'image':>6}  {'caption':>7}  path\n")
     for h in hits:
@@ -261,7 +269,7 @@ def _print_hits(hits, explain: bool) -> None:
         cap_text = f"{cap.cosine:>7.3f}" if cap else f"{'-':>7}"
         sys.stdout.write(
             f"{h.rank:>4}  {h.score:>6.3f}  {h.image_score:>6.3f}  {cap_text}  "
-            f"{printable_path(h.path)}\n"
+            f"{printable_path(h.path)}{_raw_note(h.path, raws)}\n"
         )
         if cap:
             sys.stdout.write(

@@ -143,6 +143,7 @@ def run_index(
                 options.include_hidden,
                 on_skip=on_skip,
                 on_unreadable=on_unreadable,
+                on_pair=lambda raw, sibling: report.raw_pairs.append((raw, sibling)),
             )
         )
         # rows stored under a root as given (a symlink) are aliases of the real path: replaced

@@ -41,6 +41,8 @@ class IndexReport:
     pruned: bool = False  # --prune-missing: photos not seen were removed even there
     aliases: list[tuple[str, str]] = field(default_factory=list)  # (root as given, real path)
     notes: list[str] = field(default_factory=list)  # things pixfind did on its own, one line each
+    # (RAW, its JPEG/HEIF sibling): RAW+JPEG shots indexed once, through the sibling
+    raw_pairs: list[tuple[str, str]] = field(default_factory=list)
     total: int = 0
     seconds: float = 0.0
     interrupted: bool = False
@@ -81,6 +83,11 @@ class IndexReport:
             )
         elif self.unreadable and self.pruned:
             lines.append("--prune-missing: photos under unreadable folders were removed")
+        if self.raw_pairs:
+            lines.append(
+                f"{len(self.raw_pairs)} RAW files have a JPEG/HEIF of the same name beside them: "
+                "each pair is indexed once, as the JPEG/HEIF (search results name the RAW)"
+            )
         return lines
 
     def stage_summary(self) -> str:
@@ -103,6 +110,7 @@ class IndexReport:
             "kept_unseen": self.kept,
             "pruned": self.pruned,
             "aliases": [{"given": g, "indexed_as": r} for g, r in self.aliases],
+            "raw_pairs": [{"raw": r, "indexed_as": s} for r, s in self.raw_pairs],
             "notes": self.notes,
             "total": self.total,
             "seconds": round(self.seconds, 3),

@@ -9,9 +9,31 @@ import stat
 from collections.abc import Callable, Iterator, Sequence
 
 from pixfind.search.images import supported_extensions
+from pixfind.search.raw import RAW_EXTENSIONS, RENDERED_EXTENSIONS
 from pixfind.search.types import FileStat
 
 Skip = Callable[[str, str], None]
+Pair = Callable[[str, str], None]  # (RAW path, the sibling indexed for it)
+
+
+def pair_raws(paths: Sequence[str], on_pair: Pair | None = None) -> list[str]:
+    """``paths`` (one folder's) without the RAWs that have a JPEG/HEIF sibling of the same
+    name (``IMG_1.CR2`` beside ``IMG_1.JPG``): a RAW+JPEG shot is one photo, indexed through
+    the camera's own rendering; ``on_pair(raw, sibling)`` hears of each."""
+    rendered: dict[str, str] = {}
+    for path in paths:
+        stem, ext = os.path.splitext(path)
+        if ext.lower() in RENDERED_EXTENSIONS:
+            rendered.setdefault(stem.lower(), path)
+    kept = []
+    for path in paths:
+        stem, ext = os.path.splitext(path)
+        sibling = rendered.get(stem.lower()) if ext.lower() in RAW_EXTENSIONS else None
+        if sibling is None:
+            kept.append(path)
+        elif on_pair:
+            on_pair(path, sibling)
+    return kept
 
 
 def _excluded(path: str, name: str, patterns: Sequence[str]) -> bool:
@@ -25,13 +47,15 @@ def scan(
     on_skip: Skip | None = None,
     extensions: frozenset[str] | None = None,
     on_unreadable: Skip | None = None,
+    on_pair: Pair | None = None,
 ) -> Iterator[FileStat]:
     """Yield image files under ``roots`` (files may be roots too), streaming, sorted per folder.
 
     Symlinked folders are not followed (no loops); symlinked files are, and a broken one is
     reported through ``on_skip(path, reason)``. A root that does not exist and a folder that
     can't be listed go to ``on_unreadable(path, reason)`` (else to ``on_skip``): what is under
-    them was not seen, which does not mean it is gone.
+    them was not seen, which does not mean it is gone. A RAW beside its JPEG/HEIF sibling is
+    left out for the sibling (``pair_raws``); a RAW given as a root itself is not.
     """
     exts = extensions or supported_extensions()
     skip = on_skip or (lambda path, reason: None)
@@ -74,7 +98,7 @@ def scan(
                     continue
                 if os.path.splitext(entry.name)[1].lower() in exts:
                     files.append(entry.path)
-            for path in reversed(files):
+            for path in pair_raws(files[::-1], on_pair):
                 if path in seen:
                     continue
                 seen.add(path)

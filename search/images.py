@@ -18,11 +18,22 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import BadQuery
 from .metadata import ImageMeta, read_metadata
+from .raw import (
+    RAW_EXTENSIONS,
+    RawError,
+    raw_available,
+    raw_kind,
+    read_raw,
+    sniff_raw,
+    tiff_camera,
+    upright,
+)
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".jpe", ".jfif"}
 )
 HEIF_EXTENSIONS = frozenset({".heic", ".heif"})
+AVIF_EXTENSIONS = frozenset({".avif"})
 DEFAULT_MAX_MEGAPIXELS = 150.0
 DRAFT_MIN_SIDE = 448  # a reduced JPEG decode keeps at least this short side (2x 224)
 MAX_ASPECT = 8.0  # longer/shorter side beyond which the long side is centre-cropped first
@@ -36,17 +47,38 @@ def heif_available() -> bool:
     return True
 
 
+_heif_registered: list[bool] = []
+
+
 def register_heif() -> bool:
-    try:
-        import pillow_heif
-    except ImportError:
-        return False
-    pillow_heif.register_heif_opener()
-    return True
+    """Let Pillow open HEIC/HEIF (pillow-heif), once per process."""
+    if not _heif_registered:
+        try:
+            import pillow_heif
+        except ImportError:
+            _heif_registered.append(False)
+        else:
+            pillow_heif.register_heif_opener()
+            _heif_registered.append(True)
+    return _heif_registered[0]
+
+
+def avif_available() -> bool:
+    """Pillow reads AVIF itself from 11.3 on (its wheels carry libavif)."""
+    from PIL import features
+
+    return bool(features.check("avif"))
 
 
 def supported_extensions() -> frozenset[str]:
-    return IMAGE_EXTENSIONS | HEIF_EXTENSIONS if heif_available() else IMAGE_EXTENSIONS
+    exts = IMAGE_EXTENSIONS
+    if heif_available():
+        exts |= HEIF_EXTENSIONS
+    if avif_available():
+        exts |= AVIF_EXTENSIONS
+    if raw_available():
+        exts |= RAW_EXTENSIONS
+    return exts
 
 
 class DecodeError(Exception):
@@ -172,11 +204,18 @@ def decode_bytes(
     data: bytes,
     draft_size: int | None = None,
     max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
+    raw: str | None = None,
 ) -> Decoded:
     """Decode bytes into an upright RGB image. ``draft_size`` lets JPEGs decode at reduced
-    scale (DCT scaling), never below that size on the short side: much faster for phone photos."""
+    scale (DCT scaling), never below that size on the short side: much faster for phone photos.
+    ``raw``: the RAW kind the file's name says (``"nef"``); RAWs with a telling header are
+    recognised without it."""
     if not data:
         raise DecodeError("empty file (0 bytes)")
+    kind = raw or sniff_raw(data)
+    if kind:
+        return _decode_raw(data, kind, draft_size, max_megapixels)
+    register_heif()
     if Image.MAX_IMAGE_PIXELS and max_megapixels * 1e6 > Image.MAX_IMAGE_PIXELS:
         # Pillow's own guard fires at open (2x its limit): follow a cap the user raised.
         Image.MAX_IMAGE_PIXELS = int(max_megapixels * 1e6)
@@ -236,13 +275,35 @@ def decode_bytes(
     return Decoded(img, width, height, content_hash(data), meta, file_type)
 
 
+def _decode_raw(data: bytes, kind: str, draft_size: int | None, max_megapixels: float) -> Decoded:
+    """A RAW through its embedded JPEG (decoded like any JPEG), bitmap or half-size
+    development (search/raw.py); size, date and camera are the RAW's own."""
+    if not raw_available():
+        raise DecodeError(f"{kind.upper()} RAW files need rawpy (pip install rawpy)")
+    try:
+        picture = read_raw(data, max_megapixels)
+    except RawError as exc:
+        raise DecodeError(f"{kind.upper()}: {exc}") from exc
+    if picture.jpeg is not None:
+        preview = decode_bytes(picture.jpeg, draft_size, max_megapixels)
+        img, meta = preview.image, preview.meta
+    else:
+        img, meta = limit_aspect(to_rgb(picture.image)), ImageMeta()
+    img = upright(img, picture.orientation)
+    meta.taken_at = meta.taken_at or picture.taken_at
+    make, model = tiff_camera(data)  # the RAW's own tags (LibRaw's preview EXIF shortens them)
+    if make or model:
+        meta.camera_make, meta.camera_model = make, model
+    return Decoded(img, picture.width, picture.height, content_hash(data), meta, kind)
+
+
 def decode_file(
     path: str | Path,
     draft_size: int | None = None,
     max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
 ) -> Decoded:
     data, st = read_stable(path)
-    decoded = decode_bytes(data, draft_size, max_megapixels)
+    decoded = decode_bytes(data, draft_size, max_megapixels, raw_kind(path))
     decoded.mtime, decoded.size = st.st_mtime, st.st_size
     return decoded
 
