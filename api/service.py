@@ -28,6 +28,7 @@ from pixfind.search.images import (
 )
 from pixfind.search.index import VectorIndex
 from pixfind.search.query import Query
+from pixfind.search.raw import raw_kind
 from pixfind.search.status import IndexStatus, index_status
 from pixfind.search.store import META_KEY
 from pixfind.search.types import ImageRecord, ModelInfo
@@ -55,6 +56,7 @@ IMAGE_TYPES = {
     ".tiff": "image/tiff",
     ".heic": "image/heic",
     ".heif": "image/heif",
+    ".avif": "image/avif",
 }
 
 
@@ -180,9 +182,9 @@ class Service:
         megapixels = rec.width * rec.height / 1e6
         if megapixels > LARGE_MEGAPIXELS:
             with self._decodes:
-                jpeg = make_thumbnail(data, size, megapixels)
+                jpeg = make_thumbnail(data, size, megapixels, raw_kind(rec.path))
         else:
-            jpeg = make_thumbnail(data, size, megapixels)
+            jpeg = make_thumbnail(data, size, megapixels, raw_kind(rec.path))
         try:
             folder.mkdir(exist_ok=True)
             tmp = cached.with_name(f"{cached.name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -230,14 +232,17 @@ def snap_size(size: int) -> int:
     return THUMBNAIL_SIZES[-1]
 
 
-def make_thumbnail(data: bytes, size: int, megapixels: float = 0.0) -> bytes:
-    """An upright JPEG whose longer side is at most ``size``.
+def make_thumbnail(
+    data: bytes, size: int, megapixels: float = 0.0, raw: str | None = None
+) -> bytes:
+    """An upright JPEG whose longer side is at most ``size`` (``raw``: the RAW kind the
+    file's name says, for NEF/ARW, whose bytes look like any TIFF).
 
     ``megapixels`` is the indexed size of the photo: a photo indexed with a raised
     ``--max-megapixels`` still gets its thumbnail (JPEGs decode at reduced scale, by draft)."""
     cap = max(DEFAULT_MAX_MEGAPIXELS, megapixels * 1.001 + 0.001)
     try:
-        decoded = decode_bytes(data, draft_size=size, max_megapixels=cap)
+        decoded = decode_bytes(data, draft_size=size, max_megapixels=cap, raw=raw)
     except DecodeError as exc:
         raise BadQuery(f"can't make a thumbnail: {exc}") from exc
     img = decoded.image

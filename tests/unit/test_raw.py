@@ -4,6 +4,7 @@ one photo."""
 
 from __future__ import annotations
 
+import io
 from datetime import datetime
 from pathlib import Path
 
@@ -71,8 +72,6 @@ def test_raw_recognised_from_its_bytes_without_a_name():
     assert sniff_raw(b"IIRO\x08\x00\x00\x00") == "orf"
     assert sniff_raw(b"IIU\x00\x08\x00\x00\x00") == "rw2"
     plain_tiff = Image.new("RGB", (4, 4))
-    import io
-
     buf = io.BytesIO()
     plain_tiff.save(buf, "TIFF")
     assert sniff_raw(buf.getvalue()) is None and sniff_raw(b"\xff\xd8\xff\xe0") is None
@@ -130,3 +129,12 @@ def test_a_raw_beside_its_jpeg_is_one_photo(tmp_path):
 def test_pair_raws_is_by_folder_and_case_insensitive_stem():
     paths = ["/a/x.jpg", "/a/X.DNG", "/a/y.dng", "/a/x.png.cr2", "/b/y.jpeg"]
     assert pair_raws(paths) == ["/a/x.jpg", "/a/y.dng", "/a/x.png.cr2", "/b/y.jpeg"]
+
+
+def test_the_web_pages_thumbnail_of_a_raw_is_an_upright_jpeg():
+    from pixfind.api.service import make_thumbnail
+
+    jpeg = make_thumbnail(dng(halves((64, 48)), orientation=6), 32, raw="nef")
+    thumb = Image.open(io.BytesIO(jpeg))
+    assert thumb.format == "JPEG" and thumb.size == (24, 32)
+    assert near(colour_at(thumb, 0.5, 0.2), RED)
