@@ -60,3 +60,9 @@ def test_raw_heic_avif_and_a_raw_jpeg_pair_through_the_cli(cli, shoot):
     payload = drawn.split(":", 1)[1].split("\x07", 1)[0]
     picture = Image.open(io.BytesIO(base64.standard_b64decode(payload)))
     assert picture.height > picture.width  # turned upright (orientation 6)
+    # the JPEG half gone: the next run indexes the RAW in its place
+    (shoot / "IMG_1.JPG").unlink()
+    again = json_out(cli("index", shoot, "--json"))
+    assert (again["added"], again["removed"], again["raw_pairs"]) == (1, 1, [])
+    names = [Path(r["path"]).name for r in json_out(cli("search", "x", "--json"))["results"]]
+    assert sorted(names) == ["IMG_1.DNG", "IMG_2.DNG", "IMG_3.HEIC", "IMG_4.avif"]
