@@ -47,7 +47,7 @@ def optional_value(args: list[str], option: str, choices, implied: str) -> list[
 class App(TyperGroup):
     """Every command: a library error becomes one clear line and exit code 1; Ctrl-C 130."""
 
-    ORDER = ("index", "search", "status", "doctor", "models", "serve", "demo", "demo-data")
+    ORDER = ("index", "watch", "search", "status", "doctor", "models", "serve", "demo", "demo-data")
 
     def list_commands(self, ctx):  # the everyday commands first, in the order people use them
         names = super().list_commands(ctx)
@@ -80,6 +80,7 @@ app = typer.Typer(
 app.add_typer(indexer_commands.app)  # index (indexer/commands.py)
 app.add_typer(train_commands.app)  # demo-data, train, eval, demo (train/commands.py)
 app.add_typer(api_commands.app)  # serve (api/commands.py)
+api_commands.plug_watcher(indexer_commands.watch_beside_server)  # serve --watch
 
 
 @app.callback()

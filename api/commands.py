@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from pixfind.search.cli_common import DeviceOpt, err, index_home
 from pixfind.search.settings import get_settings, resolve_home
+from rich.markup import escape
 
 app = typer.Typer()
+
+# `serve --watch` runs the indexer's watcher beside the server. api/ does not import the
+# indexer: cli.py, which mounts both, plugs it in. Called with (folders, index, the server's
+# loaded encoder, on_change, on_note); returns stop().
+StartWatcher = Callable[..., Callable[[], None]]
+_watcher: list[StartWatcher] = []
+
+
+def plug_watcher(start: StartWatcher) -> None:
+    _watcher[:] = [start]
 
 
 @app.command("serve")
@@ -48,6 +61,14 @@ def serve_cmd(
         ),
     ] = None,
     device: DeviceOpt = "auto",
+    watch: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--watch",
+            help="Keep these folders indexed while serving (repeatable; see `pixfind watch`).",
+            metavar="FOLDER",
+        ),
+    ] = None,
     header_timeout: Annotated[
         float, typer.Option("--header-timeout", min=0.1, help="Seconds to send the headers.")
     ] = 10.0,
@@ -94,4 +115,22 @@ def serve_cmd(
         + ("; token required" if settings.token else "")
     )
     limits = ServerLimits(header_timeout, body_timeout, keep_alive, max_connections)
-    serve(create_app(settings, service), host, port, limits)
+    stop = _watch(watch, settings.index, service) if watch else None
+    try:
+        serve(create_app(settings, service), host, port, limits)
+    finally:
+        if stop:
+            stop()
+
+
+def _watch(folders: list[Path], home: Path, service) -> Callable[[], None]:
+    if not _watcher:
+        raise typer.BadParameter("--watch needs the indexer (run `pixfind serve`)")
+    err.print(f"watching {len(folders)} folder(s); new photos are searchable within seconds")
+    return _watcher[0](
+        folders,
+        home,
+        service.searcher.encoder,
+        service.searcher.mark_stale,
+        lambda line: err.print(f"[yellow]watch:[/] {escape(line)}"),
+    )

@@ -92,6 +92,10 @@ class LockedSearcher(Searcher):
                 self._check_same_model()
             self._checked_at = time.monotonic()
 
+    def mark_stale(self) -> None:
+        """The table moved on (a watcher in this process wrote to it): look on the next use."""
+        self._checked_at = 0.0
+
     def _check_same_model(self) -> None:
         """`pixfind index --rebuild --model ...` while serving: the loaded encoder no longer
         matches the vectors, so refuse to search (silently wrong results otherwise)."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -15,6 +18,32 @@ from rich.markup import escape
 
 app = typer.Typer()
 
+# what `index` and `watch` share
+ExcludeOpt = Annotated[
+    list[str] | None,
+    typer.Option("--exclude", "-x", help="Glob of names or paths to skip (repeatable)."),
+]
+HiddenOpt = Annotated[bool, typer.Option("--hidden", help="Also index hidden folders.")]
+BatchSizeOpt = Annotated[
+    int, typer.Option("--batch-size", help="Images per batch (0: 32 on CPU, 128 on CUDA).")
+]
+WorkersOpt = Annotated[
+    int, typer.Option("--workers", help="Decoding processes (-1: automatic, 0: none).")
+]
+MaxMegapixelsOpt = Annotated[
+    float,
+    typer.Option(
+        "--max-megapixels", help="Skip images larger than this (decompression-bomb guard)."
+    ),
+]
+CaptionsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--captions/--no-captions",
+        help="Read captions from sidecars, captions.jsonl and image metadata.",
+    ),
+]
+
 
 @app.command("index")
 def index_cmd(
@@ -22,30 +51,12 @@ def index_cmd(
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
     device: DeviceOpt = "auto",
-    exclude: Annotated[
-        list[str] | None,
-        typer.Option("--exclude", "-x", help="Glob of names or paths to skip (repeatable)."),
-    ] = None,
-    hidden: Annotated[bool, typer.Option("--hidden", help="Also index hidden folders.")] = False,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", help="Images per batch (0: 32 on CPU, 128 on CUDA).")
-    ] = 0,
-    workers: Annotated[
-        int, typer.Option("--workers", help="Decoding processes (-1: automatic, 0: none).")
-    ] = -1,
-    max_megapixels: Annotated[
-        float,
-        typer.Option(
-            "--max-megapixels", help="Skip images larger than this (decompression-bomb guard)."
-        ),
-    ] = 150.0,
-    captions: Annotated[
-        bool,
-        typer.Option(
-            "--captions/--no-captions",
-            help="Read captions from sidecars, captions.jsonl and image metadata.",
-        ),
-    ] = True,
+    exclude: ExcludeOpt = None,
+    hidden: HiddenOpt = False,
+    batch_size: BatchSizeOpt = 0,
+    workers: WorkersOpt = -1,
+    max_megapixels: MaxMegapixelsOpt = 150.0,
+    captions: CaptionsOpt = True,
     rebuild: Annotated[
         bool,
         typer.Option("--rebuild", help="Drop the index's vectors and re-embed everything."),
@@ -124,10 +135,10 @@ def index_cmd(
         raise typer.Exit(130)
 
 
-def _print_report(report) -> None:
+def _print_report(report, prefix: str = "") -> None:
     rate = report.embedded / report.seconds if report.seconds else 0
     out.print(
-        f"[bold]{report.added}[/] added, [bold]{report.updated}[/] updated, "
+        f"{prefix}[bold]{report.added}[/] added, [bold]{report.updated}[/] updated, "
         f"[bold]{report.removed}[/] removed, {report.unchanged} unchanged, "
         f"{report.moved} moved and {report.reused} reused without re-embedding, "
         f"{report.captioned} captioned, "
@@ -143,3 +154,112 @@ def _print_report(report) -> None:
             out.print(f"  [yellow]skipped[/] {escape(printable_path(path))}: {escape(reason)}")
         if len(report.skipped) > len(shown):
             out.print(f"  ... and {len(report.skipped) - len(shown)} more (use --json for all)")
+
+
+@app.command("watch")
+def watch_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="Folders to watch and keep indexed.")],
+    model: ModelOpt = None,
+    pretrained: PretrainedOpt = None,
+    device: DeviceOpt = "auto",
+    exclude: ExcludeOpt = None,
+    hidden: HiddenOpt = False,
+    batch_size: BatchSizeOpt = 0,
+    workers: WorkersOpt = -1,
+    max_megapixels: MaxMegapixelsOpt = 150.0,
+    captions: CaptionsOpt = True,
+    rescan_minutes: Annotated[
+        float,
+        typer.Option(
+            "--rescan-minutes",
+            min=0,
+            help="Also rescan everything this often, for changes the watcher missed (0: only "
+            "at start and after watcher errors).",
+        ),
+    ] = 60.0,
+    poll: Annotated[
+        bool,
+        typer.Option("--poll", help="Poll for changes (network shares without file events)."),
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print each run's report as one JSON line.")
+    ] = False,
+) -> None:
+    """Keep the index current while photos are added, changed, moved or deleted (Ctrl-C stops).
+
+    Rescans everything at start, then indexes what changes within seconds.
+    Example: pixfind watch ~/Pictures ~/Phone --exclude '*/thumbnails/*'
+    """
+    passive_omp_threads()  # before torch loads
+    from pixfind.indexer import IndexOptions
+    from pixfind.indexer.watch import Watcher, WatchSettings, open_encoder
+
+    home = index_home()
+    options = IndexOptions(
+        roots=[str(p) for p in paths],
+        exclude=exclude or [],
+        include_hidden=hidden,
+        batch_size=batch_size,
+        workers=workers,
+        max_megapixels=max_megapixels,
+        captions=captions,
+    )
+    err.print(f"index: {home}; loading the model...")
+    encoder = open_encoder(home, requested_spec(model, pretrained), device)
+
+    def on_report(report, full: bool) -> None:
+        if as_json:
+            sys.stdout.write(json.dumps({"full_scan": full, **report.to_dict()}) + "\n")
+            sys.stdout.flush()
+        elif full or report.added or report.updated or report.removed or report.skipped:
+            _print_report(report, prefix=time.strftime("%H:%M:%S ") + ("rescan: " if full else ""))
+        if full and watcher.runs == 1:
+            err.print(f"watching {len(paths)} folder(s) for changes; Ctrl-C stops")
+
+    watcher = Watcher(
+        home,
+        options,
+        encoder,
+        WatchSettings(rescan_minutes=rescan_minutes, force_polling=poll),
+        on_report=on_report,
+        on_note=lambda line: err.print(f"[yellow]note:[/] {escape(line)}"),
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        watcher.run()
+    err.print("stopped watching; everything indexed so far is committed")
+
+
+def watch_beside_server(paths, home: Path, encoder, on_change, on_note):
+    """`pixfind serve --watch`: a watcher thread sharing the server's loaded encoder (plugged
+    into api/commands.py by cli.py: api/ does not import the indexer). Returns stop()."""
+    import threading
+
+    from pixfind.indexer import IndexOptions
+    from pixfind.indexer.watch import Watcher, changed
+    from pixfind.search.errors import PixfindError
+
+    # decoding in the thread: no worker processes forked from the threaded server
+    options = IndexOptions(roots=[str(p) for p in paths], workers=0)
+
+    def on_report(report, full: bool) -> None:
+        if changed(report):
+            on_change()
+        for line in report.warnings():
+            on_note(line)
+
+    watcher = Watcher(home, options, encoder, on_report=on_report, on_note=on_note)
+
+    def run() -> None:
+        try:
+            watcher.run()
+        except PixfindError as exc:
+            on_note(f"stopped watching: {exc}")
+
+    thread = threading.Thread(target=run, name="pixfind-watch", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        watcher.stop()
+        thread.join(timeout=60)
+
+    return stop

@@ -29,7 +29,7 @@ from .embed import embed_batch
 from .lock import index_lock
 from .plan import Plan, make_plan, under_roots
 from .report import IndexReport
-from .scan import scan
+from .scan import confirmed_gone, scan
 from .write import Writer
 
 Progress = Callable[[int, int], None]  # (done, total)
@@ -47,6 +47,9 @@ class IndexOptions:
     rebuild: bool = False
     captions: bool = True  # read sidecars, captions.jsonl and metadata captions
     prune_missing: bool = False  # remove photos not seen even under unreadable folders
+    # Only these files or folders under the roots (a live index's changed paths): only they are
+    # scanned, and only rows at or under them can be removed. None: everything under the roots.
+    only: Sequence[str] | None = None
 
 
 class StopRequest:
@@ -97,8 +100,12 @@ def run_index(
     on_plan: Callable[[Plan], None] | None = None,
     on_progress: Progress | None = None,
     encoder: Encoder | None = None,
+    stop: StopRequest | None = None,
 ) -> IndexReport:
-    """Bring the index at ``home`` up to date with the files under ``options.roots``."""
+    """Bring the index at ``home`` up to date with the files under ``options.roots``.
+
+    ``encoder``: a loaded encoder to use (a live index keeps one); ``stop``: set by another
+    thread to stop after the batch in flight, as the first Ctrl-C does."""
     register_heif()
     start = time.perf_counter()
     check_location(home)
@@ -129,6 +136,8 @@ def run_index(
                 unseen.append(path)  # still there, only not checkable now: keep its row
 
         def on_unreadable(path: str, reason: str) -> None:
+            if options.only is not None and confirmed_gone(path, roots):
+                return  # a changed path that was deleted: its rows go
             report.unreadable.append((path, reason))
             unseen.append(path)
             for alias, real in report.aliases:  # rows stored under the symlinked root, too
@@ -136,9 +145,10 @@ def run_index(
                     unseen.append(alias + path[len(real) :])
 
         planning = time.perf_counter()
+        targets = roots if options.only is None else _targets(options.only, roots)
         found = _Timed(
             scan(
-                roots,
+                targets,
                 options.exclude,
                 options.include_hidden,
                 on_skip=on_skip,
@@ -147,7 +157,8 @@ def run_index(
             )
         )
         # rows stored under a root as given (a symlink) are aliases of the real path: replaced
-        plan = make_plan(found, store.file_states(), roots + given, unseen, options.prune_missing)
+        scope = roots + given if options.only is None else targets
+        plan = make_plan(found, store.file_states(), scope, unseen, options.prune_missing)
         stages.scan = found.seconds
         stages.plan = time.perf_counter() - planning - found.seconds
         report.unchanged = plan.unchanged
@@ -160,7 +171,7 @@ def run_index(
         writer = Writer(store, changed=changed, removed=plan.removed, roots=roots)
         batches = _decode_batches(plan.todo, encoder, options, roots)
         on_done = (lambda done: on_progress(done, len(plan.todo))) if on_progress else None
-        stop = StopRequest()
+        stop = stop or StopRequest()
         try:
             # closing: an early stop shuts the decoding workers down now, not when collected
             with stop.on_sigint(), contextlib.closing(batches):
@@ -211,6 +222,12 @@ def _real_roots(roots: Sequence[str], report: IndexReport) -> tuple[list[str], l
             given.append(path)
             report.aliases.append((path, resolved))
     return real, given
+
+
+def _targets(only: Sequence[str], roots: Sequence[str]) -> list[str]:
+    """The changed paths that lie under the (real) roots, made absolute."""
+    paths = (os.path.abspath(os.path.expanduser(os.fspath(p))) for p in only)
+    return sorted({p for p in paths if under_roots(p, roots)})
 
 
 def _decode_batches(

@@ -12,6 +12,8 @@ from pixfind.search.images import supported_extensions
 from pixfind.search.raw import RAW_EXTENSIONS, RENDERED_EXTENSIONS
 from pixfind.search.types import FileStat
 
+from .plan import under_roots
+
 Skip = Callable[[str, str], None]
 Pair = Callable[[str, str], None]  # (RAW path, the sibling indexed for it)
 
@@ -105,6 +107,48 @@ def scan(
                 found = _stat(path, skip)
                 if found:
                     yield found
+
+
+def confirmed_gone(path: str, roots: Sequence[str]) -> bool:
+    """Whether a path that was not found is known to be gone: the nearest folder above it
+    that exists lies under one of ``roots`` (or is one) and can be listed. A missing root (not
+    mounted) or a folder that can't be read says nothing about what was in it."""
+    try:
+        os.lstat(path)
+        return False  # it is there (it could not be checked for another reason)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    folder = path
+    while True:
+        parent = os.path.dirname(folder)
+        if parent == folder or not under_roots(parent, roots):
+            return False
+        folder = parent
+        try:
+            with os.scandir(folder):
+                return True
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return False
+
+
+def ignored(path: str, root: str, exclude: Sequence[str], include_hidden: bool) -> bool:
+    """Whether ``scan`` of ``root`` would leave ``path`` out: a hidden or excluded name on
+    the way down from the root (the root itself is taken as given)."""
+    rel = os.path.relpath(path, root)
+    if rel == ".":
+        return False
+    at = root
+    for name in rel.split(os.sep):
+        at = os.path.join(at, name)
+        if name in (".", "..") or (not include_hidden and name.startswith(".")):
+            return True
+        if _excluded(at, name, exclude):
+            return True
+    return False
 
 
 def _stat(path: str, skip: Skip) -> FileStat | None:
