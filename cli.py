@@ -107,7 +107,10 @@ def home() -> Path:
 def search_cmd(
     query: Annotated[str | None, typer.Argument(help="What to look for, in words.")] = None,
     image: Annotated[
-        Path | None, typer.Option("--image", "-i", help="Find photos like this image.")
+        str | None,
+        typer.Option(
+            "--image", "-i", help="Find photos like this image (a file or an http(s) URL)."
+        ),
     ] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="How many results.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
@@ -130,7 +133,9 @@ def search_cmd(
     ] = None,
     add_image: Annotated[
         list[str] | None,
-        typer.Option("--add-image", help="Also look like this image (repeatable; '2:./x.jpg')."),
+        typer.Option(
+            "--add-image", help="Also look like this image, file or URL (repeatable; '2:./x.jpg')."
+        ),
     ] = None,
     subtract_image: Annotated[
         list[str] | None,
@@ -193,12 +198,12 @@ def search_cmd(
     from pixfind.search.raw import raw_siblings
 
     if (query is None) == (image is None):
-        raise BadQuery("give either a text query or --image PATH (not both)")
+        raise BadQuery("give either a text query or --image PATH|URL (not both)")
     if preview not in PREVIEW_CHOICES:
         raise BadQuery(f"--preview must be one of {', '.join(PREVIEW_CHOICES)}, not {preview!r}")
     terms = make_terms(
         query,
-        str(image) if image else None,
+        image,
         add or (),
         subtract or (),
         add_image or (),

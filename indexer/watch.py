@@ -17,6 +17,7 @@ periodic rescan is what catches changes an overflow lost. The encoder is loaded 
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -98,6 +99,24 @@ class Watcher:
         self._stop_event.set()
 
     def run(self) -> None:
+        """Watch until stopped. In the main thread the first Ctrl-C stops after the batch in
+        flight is committed (a second one interrupts at once)."""
+        if threading.current_thread() is not threading.main_thread():
+            return self._run()
+
+        def first_ctrl_c(signum, frame) -> None:
+            self.stop()
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        # a handler that only sets a flag: a KeyboardInterrupt raised inside the table
+        # library's code could be taken for one of its own errors
+        previous = signal.signal(signal.SIGINT, first_ctrl_c)
+        try:
+            self._run()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _run(self) -> None:
         """Watch until stopped. A watcher error restarts the watcher and rescans everything."""
         from watchfiles._rust_notify import RustNotify, WatchfilesRustInternalError
 
@@ -140,9 +159,7 @@ class Watcher:
         pending: set[str] = set()
         while not self.stopped:
             raw = notify.watch(s.max_wait_ms, s.quiet_ms, 1000, self._stop_event)
-            if raw == "signal":
-                raise KeyboardInterrupt
-            if raw == "stop":
+            if raw in ("stop", "signal"):  # a signal: a second Ctrl-C (the first sets stop)
                 return
             if raw != "timeout":
                 pending |= self.relevant(raw)

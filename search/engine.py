@@ -35,6 +35,7 @@ from .ranking import (
     search_positions,
     top_candidates,
 )
+from .remote import is_url
 from .settings import get_settings, resolve_home
 from .store import Captioned, Store, rebuild_hint
 from .types import EncoderSpec, Filters, Hit, ImageRecord
@@ -244,7 +245,7 @@ class Searcher:
             return self.encoder.encode_images([decoded.image])[0], []
         exclude = []
         for t in query.terms:
-            if t.kind == "image" and t.weight > 0:
+            if t.kind == "image" and t.weight > 0 and not is_url(t.value):
                 own = self.store.id_for_path(str(Path(t.value).expanduser().resolve()))
                 if own is not None:
                     exclude.append(own)

@@ -36,6 +36,10 @@ class UnsupportedImage(BadQuery):
     """An image query (an upload) that is not a decodable image."""
 
 
+class ImageDownloadError(BadQuery):
+    """An image query given by URL that could not be downloaded (status, timeout, size)."""
+
+
 class IndexLocked(PixfindError):
     """Another process is writing to this index."""
 

@@ -353,8 +353,13 @@ def read_stable(path: str | Path, max_bytes: int = 1 << 30) -> tuple[bytes, os.s
 
 
 def load_query_image(path: str | Path, draft_size: int | None = None) -> Decoded:
-    """Decode an image given as a query; failures are BadQuery for the CLI/API."""
+    """Decode an image given as a query (a file, or an http(s) URL: downloaded into memory,
+    see search/remote.py); failures are BadQuery for the CLI/API."""
+    from .remote import fetch_image, is_url
+
     try:
+        if isinstance(path, str) and is_url(path):
+            return decode_bytes(fetch_image(path), draft_size)
         return decode_file(path, draft_size)
     except DecodeError as exc:
         raise BadQuery(f"can't use {path} as a query image: {exc}") from exc

@@ -20,6 +20,8 @@ MEMORY_BUDGET_MB = 4096.0
 FLAT_MAX_ROWS = 50_000
 TARGET_RECALL = 0.95
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+URL_MAX_MB = 20.0  # an image query given by URL: largest download...
+URL_TIMEOUT = 15.0  # ...and seconds for all of it
 
 
 def _number(env: Mapping[str, str], name: str, default: float) -> float:
@@ -49,6 +51,8 @@ class Settings:
     device: str = "auto"  # PIXFIND_DEVICE: the server's device
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES  # PIXFIND_MAX_UPLOAD_BYTES
     cors_origins: tuple[str, ...] = ()  # PIXFIND_CORS_ORIGINS, comma-separated
+    url_max_bytes: int = int(URL_MAX_MB * 1e6)  # PIXFIND_URL_MAX_MB
+    url_timeout: float = URL_TIMEOUT  # PIXFIND_URL_TIMEOUT (seconds)
     hf_offline: bool = False  # HF_HUB_OFFLINE=1 (Hugging Face's own switch, for messages)
 
     @classmethod
@@ -71,6 +75,8 @@ class Settings:
                 _number(env, "PIXFIND_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES)
             ),
             cors_origins=tuple(o for o in env.get("PIXFIND_CORS_ORIGINS", "").split(",") if o),
+            url_max_bytes=int(max(_number(env, "PIXFIND_URL_MAX_MB", URL_MAX_MB), 0.001) * 1e6),
+            url_timeout=max(_number(env, "PIXFIND_URL_TIMEOUT", URL_TIMEOUT), 0.1),
             hf_offline=env.get("HF_HUB_OFFLINE") == "1",
         )
 
