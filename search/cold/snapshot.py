@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import sys
+import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,16 +61,23 @@ def notice(message: str) -> None:
     print(f"pixfind: {message}", file=sys.stderr, flush=True)
 
 
+# one save at a time per process: `pixfind serve --watch` builds in a request thread and in
+# the watcher thread, and a save's temp and swap folders are named by process
+_SAVING = threading.Lock()
+
+
 def save_somewhere(save, directory: Path, home: Path) -> Path | None:
     """``save(directory)``; where the index folder can't be written (read-only, full disk)
     the cache folder, else nowhere (kept in memory): a read-only index still searches."""
     try:
-        save(directory)
+        with _SAVING:
+            save(directory)
         return directory
     except (OSError, RuntimeError) as exc:  # FAISS reports write errors as RuntimeError
         why = exc.strerror if isinstance(exc, OSError) else str(exc).strip().split("\n")[-1]
     try:
-        save(cache_dir(home))
+        with _SAVING:
+            save(cache_dir(home))
         where = cache_dir(home)
     except (OSError, RuntimeError):
         where = None
