@@ -220,3 +220,29 @@ def test_deleted_paths_go_but_a_missing_root_or_unlistable_folder_removes_nothin
     assert report.unreadable and "not mounted" in report.unreadable[0][1]
     moved.rename(photos)
     assert run().removed == 3  # a full scan of a listable folder: the three under locked/
+
+
+def test_a_watched_drive_that_goes_away_keeps_its_photos_and_is_rescanned_on_return(
+    tmp_path, encoder
+):
+    drive, home = tmp_path / "drive", tmp_path / "index"
+    for i in range(3):
+        make_picture(drive / f"p{i}.jpg", i)
+    options = IndexOptions(roots=[str(drive)], workers=0)
+    watcher = Watcher(home, options, encoder, WatchSettings(rescan_minutes=0))
+    thread = threading.Thread(target=watcher.run, daemon=True)
+    thread.start()
+    try:
+        assert _wait_for(lambda: len(_indexed(home)) == 3, 60)
+        runs = watcher.runs
+        away = drive.rename(tmp_path / "unmounted")  # the drive is unmounted
+        assert _wait_for(lambda: watcher.runs > runs, 30)  # noticed: rescanned
+        time.sleep(1.0)
+        assert len(_indexed(home)) == 3  # nothing removed
+        make_picture(away / "while-away.jpg", 9)
+        away.rename(drive)  # back, with a photo added meanwhile: the rescan finds it
+        assert _wait_for(lambda: len(_indexed(home)) == 4, 30)
+    finally:
+        watcher.stop()
+        thread.join(timeout=60)
+    assert not thread.is_alive()
