@@ -43,6 +43,17 @@ CaptionsOpt = Annotated[
         help="Read captions from sidecars, captions.jsonl and image metadata.",
     ),
 ]
+OcrOpt = Annotated[
+    bool,
+    typer.Option(
+        "--ocr/--no-ocr",
+        help="Read text inside photos (signs, receipts, screenshots) with Tesseract, for "
+        "keyword search; also in photos indexed before without it.",
+    ),
+]
+OcrLangOpt = Annotated[
+    str, typer.Option("--ocr-lang", help="Tesseract languages for --ocr, e.g. eng or eng+deu.")
+]
 
 
 @app.command("index")
@@ -57,6 +68,8 @@ def index_cmd(
     workers: WorkersOpt = -1,
     max_megapixels: MaxMegapixelsOpt = 150.0,
     captions: CaptionsOpt = True,
+    ocr: OcrOpt = False,
+    ocr_lang: OcrLangOpt = "eng",
     rebuild: Annotated[
         bool,
         typer.Option("--rebuild", help="Drop the index's vectors and re-embed everything."),
@@ -89,6 +102,8 @@ def index_cmd(
         rebuild=rebuild,
         captions=captions,
         prune_missing=prune_missing,
+        ocr=ocr,
+        ocr_lang=ocr_lang,
     )
     progress = bar.Progress(
         bar.TextColumn("[bold]embedding"), bar.BarColumn(), bar.MofNCompleteColumn(),
@@ -137,11 +152,12 @@ def index_cmd(
 
 def _print_report(report, prefix: str = "") -> None:
     rate = report.embedded / report.seconds if report.seconds else 0
+    ocr = f"{report.ocr_read} read by OCR ({report.ocr_found} with text), "
     out.print(
         f"{prefix}[bold]{report.added}[/] added, [bold]{report.updated}[/] updated, "
         f"[bold]{report.removed}[/] removed, {report.unchanged} unchanged, "
         f"{report.moved} moved and {report.reused} reused without re-embedding, "
-        f"{report.captioned} captioned, "
+        f"{report.captioned} captioned, {ocr if report.ocr_read else ''}"
         f"{len(report.skipped)} skipped; {report.total} images in the index "
         f"({report.seconds:.1f}s, {rate:.1f} img/s) [dim]model {report.model}[/]"
     )
@@ -168,6 +184,8 @@ def watch_cmd(
     workers: WorkersOpt = -1,
     max_megapixels: MaxMegapixelsOpt = 150.0,
     captions: CaptionsOpt = True,
+    ocr: OcrOpt = False,
+    ocr_lang: OcrLangOpt = "eng",
     rescan_minutes: Annotated[
         float,
         typer.Option(
@@ -203,6 +221,8 @@ def watch_cmd(
         workers=workers,
         max_megapixels=max_megapixels,
         captions=captions,
+        ocr=ocr,
+        ocr_lang=ocr_lang,
     )
     err.print(f"index: {home}; loading the model...")
     encoder = open_encoder(home, requested_spec(model, pretrained), device)
@@ -211,7 +231,7 @@ def watch_cmd(
         if as_json:
             sys.stdout.write(json.dumps({"full_scan": full, **report.to_dict()}) + "\n")
             sys.stdout.flush()
-        elif full or report.added or report.updated or report.removed or report.skipped:
+        elif full or report.embedded or report.removed or report.skipped or report.ocr_read:
             _print_report(report, prefix=time.strftime("%H:%M:%S ") + ("rescan: " if full else ""))
         if full and watcher.runs == 1:
             err.print(f"watching {len(paths)} folder(s) for changes; Ctrl-C stops")

@@ -5,6 +5,7 @@ its own, so decoding can also run in remote workers that never see the store."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import warnings
@@ -12,11 +13,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from pixfind.search.images import DEFAULT_MAX_MEGAPIXELS, DecodeError, decode_file
+from pixfind.search.images import DEFAULT_MAX_MEGAPIXELS, DecodeError, decode_bytes, read_stable
 from pixfind.search.metadata import ImageMeta
-from pixfind.search.types import FileStat
+from pixfind.search.raw import raw_kind
+from pixfind.search.types import FileStat, OcrText
 
 from .captions import CaptionFinder, merge_captions
+from .ocr import OcrReader
 
 if TYPE_CHECKING:
     import torch
@@ -35,6 +38,7 @@ class ImageFacts:
     file_type: str
     meta: ImageMeta = field(default_factory=ImageMeta)
     captions: tuple[str, ...] = ()  # sidecars, captions.jsonl, then embedded metadata
+    ocr: OcrText | None = None  # None: not read by OCR in this run
 
 
 @dataclass(frozen=True)
@@ -68,12 +72,16 @@ def decode_one(
     draft_size: int | None = None,
     max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
     captions: CaptionFinder | None = None,
+    ocr: OcrReader | None = None,
 ) -> DecodedImage | Skipped:
     """Decode one file; a file that can't be used is a ``Skipped``, never an exception.
 
-    ``captions`` None reads no captions at all, not even those embedded in the image."""
+    ``captions`` None reads no captions at all, not even those embedded in the image;
+    ``ocr`` None reads no text inside it."""
     try:
-        decoded = decode_file(stat.path, draft_size, max_megapixels)
+        data, st = read_stable(stat.path)
+        raw = raw_kind(stat.path)
+        decoded = decode_bytes(data, draft_size, max_megapixels, raw)
         pixels = preprocess(decoded.image)
     except DecodeError as exc:
         return Skipped(stat.path, str(exc))
@@ -82,15 +90,33 @@ def decode_one(
     found = merge_captions(captions.external(stat.path), decoded.meta.captions) if captions else ()
     facts = ImageFacts(
         # the stat of the bytes actually read: a file rewritten since the scan is stored as read
-        stat=FileStat(stat.path, decoded.mtime or stat.mtime, decoded.size or stat.size),
+        stat=FileStat(stat.path, st.st_mtime, st.st_size),
         width=decoded.width,
         height=decoded.height,
         content_hash=decoded.content_hash,
         file_type=decoded.file_type,
         meta=decoded.meta,
         captions=found,
+        ocr=ocr.read(data, raw) if ocr else None,  # the same bytes: text matches vector
     )
     return DecodedImage(facts, pixels)
+
+
+@dataclass(frozen=True)
+class OcrRead:
+    """Text read in an indexed photo whose vector is kept (an --ocr run over an index
+    built without it)."""
+
+    path: str
+    ocr: OcrText
+
+
+def ocr_one(stat: FileStat, reader: OcrReader) -> OcrRead | Skipped:
+    try:
+        data, _ = read_stable(stat.path)
+    except DecodeError as exc:
+        return Skipped(stat.path, str(exc))
+    return OcrRead(stat.path, reader.read(data, raw_kind(stat.path)))
 
 
 def batch_of(results: Sequence[DecodedImage | Skipped]) -> DecodedBatch:
@@ -106,34 +132,25 @@ def decode_batch(
     draft_size: int | None = None,
     max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
     captions: CaptionFinder | None = None,
+    ocr: OcrReader | None = None,
 ) -> DecodedBatch:
     """Decode ``stats`` in this process, in order."""
     return batch_of(
-        [decode_one(stat, preprocess, draft_size, max_megapixels, captions) for stat in stats]
+        [decode_one(stat, preprocess, draft_size, max_megapixels, captions, ocr) for stat in stats]
     )
 
 
-class _DecodeDataset:
-    """Map-style dataset for torch's DataLoader: decoding + preprocessing run in its workers."""
+class _Mapped:
+    """Map-style dataset for torch's DataLoader: ``fn`` (decoding, OCR) runs in its workers."""
 
-    def __init__(
-        self,
-        stats: Sequence[FileStat],
-        preprocess: Preprocess,
-        draft_size: int | None,
-        max_megapixels: float,
-        captions: CaptionFinder | None,
-    ):
-        self.stats, self.preprocess = stats, preprocess
-        self.draft_size, self.max_megapixels, self.captions = draft_size, max_megapixels, captions
+    def __init__(self, stats: Sequence[FileStat], fn: Callable):
+        self.stats, self.fn = stats, fn
 
     def __len__(self) -> int:
         return len(self.stats)
 
-    def __getitem__(self, i: int) -> DecodedImage | Skipped:
-        return decode_one(
-            self.stats[i], self.preprocess, self.draft_size, self.max_megapixels, self.captions
-        )
+    def __getitem__(self, i: int):
+        return self.fn(self.stats[i])
 
 
 def _worker_init(_: int) -> None:
@@ -150,22 +167,55 @@ def decode_batches(
     draft_size: int | None = None,
     max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
     captions: CaptionFinder | None = None,
+    ocr: OcrReader | None = None,
 ) -> Iterator[DecodedBatch]:
     """Decoded batches of ``stats`` in order, decoded ahead by ``workers`` processes (0: here)."""
+    decode = functools.partial(
+        decode_one,
+        preprocess=preprocess,
+        draft_size=draft_size,
+        max_megapixels=max_megapixels,
+        captions=captions,
+        ocr=ocr,
+    )
+    return _mapped_batches(stats, decode, batch_of, batch_size, workers)
+
+
+@dataclass(frozen=True)
+class OcrBatch:
+    read: tuple[OcrRead, ...] = ()
+    skipped: tuple[Skipped, ...] = ()
+
+
+def _ocr_batch(results: Sequence[OcrRead | Skipped]) -> OcrBatch:
+    return OcrBatch(
+        read=tuple(r for r in results if isinstance(r, OcrRead)),
+        skipped=tuple(r for r in results if isinstance(r, Skipped)),
+    )
+
+
+def ocr_batches(
+    stats: Sequence[FileStat], reader: OcrReader, batch_size: int, workers: int = 0
+) -> Iterator[OcrBatch]:
+    """Batches of the text in ``stats``' photos, read ahead by ``workers`` processes."""
+    read = functools.partial(ocr_one, reader=reader)
+    return _mapped_batches(stats, read, _ocr_batch, batch_size, workers)
+
+
+def _mapped_batches(stats, fn, collate, batch_size: int, workers: int) -> Iterator:
     if workers == 0:
         for start in range(0, len(stats), batch_size):
-            chunk = stats[start : start + batch_size]
-            yield decode_batch(chunk, preprocess, draft_size, max_megapixels, captions)
+            yield collate([fn(stat) for stat in stats[start : start + batch_size]])
         return
     import torch
 
     # Workers only decode; they never touch LanceDB, whose fork warning doesn't apply to them.
     warnings.filterwarnings("ignore", message="lancedb fork support", category=RuntimeWarning)
     loader = torch.utils.data.DataLoader(
-        _DecodeDataset(stats, preprocess, draft_size, max_megapixels, captions),
+        _Mapped(stats, fn),
         batch_size=batch_size,
         num_workers=workers,
-        collate_fn=batch_of,
+        collate_fn=collate,
         prefetch_factor=2,
         persistent_workers=False,
         worker_init_fn=_worker_init,

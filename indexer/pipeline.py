@@ -20,13 +20,15 @@ from pixfind.search.encoder import Encoder, load_encoder, text_recipe
 from pixfind.search.errors import DamagedIndex
 from pixfind.search.images import DEFAULT_MAX_MEGAPIXELS, register_heif
 from pixfind.search.index import VectorIndex
+from pixfind.search.settings import get_settings
 from pixfind.search.store import Store, backend_errors, check_location
 from pixfind.search.types import EncoderSpec, FileStat
 
 from .captions import CaptionFinder
-from .decode import DecodedBatch, decode_batches, default_workers
+from .decode import DecodedBatch, decode_batches, default_workers, ocr_batches
 from .embed import embed_batch
 from .lock import index_lock
+from .ocr import OcrReader, ocr_reader
 from .plan import Plan, make_plan, under_roots
 from .report import IndexReport
 from .scan import confirmed_gone, scan
@@ -50,6 +52,8 @@ class IndexOptions:
     # Only these files or folders under the roots (a live index's changed paths): only they are
     # scanned, and only rows at or under them can be removed. None: everything under the roots.
     only: Sequence[str] | None = None
+    ocr: bool = False  # read text inside photos (Tesseract), also in those indexed before
+    ocr_lang: str = "eng"  # Tesseract languages, "eng+deu"
 
 
 class StopRequest:
@@ -108,6 +112,8 @@ def run_index(
     thread to stop after the batch in flight, as the first Ctrl-C does."""
     register_heif()
     start = time.perf_counter()
+    # before anything is loaded or written: a missing Tesseract is one line, at once
+    reader = ocr_reader(options.ocr_lang, get_settings().tessdata) if options.ocr else None
     check_location(home)
     with backend_errors(home, "creating the index folder"):
         home.mkdir(parents=True, exist_ok=True)
@@ -165,11 +171,13 @@ def run_index(
         report.kept = len(plan.kept)
         report.pruned = options.prune_missing
         keywords.add_column(store, roots)  # an index from before keywords: filled in place
+        if reader:
+            keywords.add_ocr_columns(store)
         if on_plan:
             on_plan(plan)
         changed = {s.path for s in plan.changed}
         writer = Writer(store, changed=changed, removed=plan.removed, roots=roots)
-        batches = _decode_batches(plan.todo, encoder, options, roots)
+        batches = _decode_batches(plan.todo, encoder, options, roots, reader)
         on_done = (lambda done: on_progress(done, len(plan.todo))) if on_progress else None
         stop = stop or StopRequest()
         try:
@@ -180,9 +188,16 @@ def run_index(
             report.interrupted = True
         report.interrupted = report.interrupted or stop.requested
         if not report.interrupted:  # else committed batches are safe; the next run resumes
-            writing = time.perf_counter()
             report.add(writer.delete(plan.removed))
-            if report.embedded or report.removed:
+            if reader:  # photos indexed without OCR (or in another language): read, not embedded
+                pending = sorted(keywords.ocr_pending(store, reader.lang))
+                seen = [
+                    p for p in pending if under_roots(p, targets) and not under_roots(p, unseen)
+                ]
+                _read_text(seen, reader, writer, report, options, stop)
+        if not report.interrupted:
+            writing = time.perf_counter()
+            if report.embedded or report.removed or report.ocr_read:
                 store.compact()  # also folds new rows into the keyword index
             keywords.update_index(store)  # built when missing, else a no-op
             stages.write += time.perf_counter() - writing
@@ -231,7 +246,11 @@ def _targets(only: Sequence[str], roots: Sequence[str]) -> list[str]:
 
 
 def _decode_batches(
-    todo: Sequence[FileStat], encoder: Encoder, options: IndexOptions, roots: Sequence[str]
+    todo: Sequence[FileStat],
+    encoder: Encoder,
+    options: IndexOptions,
+    roots: Sequence[str],
+    reader: OcrReader | None,
 ) -> Iterator[DecodedBatch]:
     batch_size = options.batch_size or (128 if encoder.device.startswith("cuda") else 32)
     workers = default_workers(len(todo), batch_size) if options.workers < 0 else options.workers
@@ -243,7 +262,37 @@ def _decode_batches(
         draft_size=encoder.image_size,
         max_megapixels=options.max_megapixels,
         captions=CaptionFinder(roots) if options.captions else None,
+        ocr=reader,
     )
+
+
+def _read_text(
+    paths: Sequence[str],
+    reader: OcrReader,
+    writer: Writer,
+    report: IndexReport,
+    options: IndexOptions,
+    stop: StopRequest,
+) -> None:
+    """OCR of indexed photos whose vectors are kept, one commit per batch; the time goes to
+    the ocr stage only (no embedding, no decoding for the model)."""
+    batch_size = options.batch_size or 32
+    # no encoder runs meanwhile: every core may read (default_workers leaves one to it)
+    auto = min(len(paths) // batch_size, os.cpu_count() or 2, 4)
+    workers = auto if options.workers < 0 else options.workers
+    stats = [FileStat(p, 0.0, 0) for p in paths]
+    batches = ocr_batches(stats, reader, batch_size, workers)
+    try:
+        with stop.on_sigint(), contextlib.closing(batches):
+            for batch in batches:
+                writing = time.perf_counter()
+                report.add(writer.write_ocr(batch))
+                report.stages.write += time.perf_counter() - writing
+                if stop.requested:
+                    break
+    except KeyboardInterrupt:
+        report.interrupted = True
+    report.interrupted = report.interrupted or stop.requested
 
 
 def _embed_and_write(

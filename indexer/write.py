@@ -10,11 +10,11 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from pixfind.search.keywords import keyword_text
+from pixfind.search.keywords import keyword_text, set_ocr
 from pixfind.search.store import Store, now, path_id
 from pixfind.search.types import ImageRecord
 
-from .decode import DecodedBatch, Skipped
+from .decode import DecodedBatch, OcrBatch, Skipped
 from .embed import EmbeddedBatch, EmbeddedImage, Reused
 
 
@@ -28,6 +28,9 @@ class WriteResult:
     moved: int = 0  # new paths whose content was indexed under a path now gone
     reused: int = 0  # vectors taken from the index by content hash
     captioned: int = 0  # rows written with at least one caption
+    ocr_read: int = 0  # photos whose text OCR read (vectors written or kept)
+    ocr_found: int = 0  # ... in which it found words
+    ocr_seconds: float = 0.0  # OCR's time for them, summed over the decoding workers
     skipped: tuple[Skipped, ...] = ()
 
 
@@ -74,8 +77,11 @@ class Writer:
             vectors = np.stack([im.vector for im in images]).astype(np.float32, copy=False)
             records = _records(images)
             keywords = [_keywords(im, self.roots) for im in images]
-            self.store.upsert(records, vectors, [im.caption_vectors for im in images], keywords)
+            captions = [im.caption_vectors for im in images]
+            ocr = [im.facts.ocr for im in images]
+            self.store.upsert(records, vectors, captions, keywords, ocr)
         updated = sum(1 for im in images if im.facts.stat.path in self.changed)
+        read = [im.facts.ocr for im in images if im.facts.ocr is not None]
         return WriteResult(
             added=len(images) - updated,
             updated=updated,
@@ -83,6 +89,21 @@ class Writer:
             moved=sum(1 for im in images if self._moved(im)),
             reused=sum(1 for im in images if im.reused_from is not None),
             captioned=sum(1 for im in images if im.facts.captions),
+            ocr_read=len(read),
+            ocr_found=sum(1 for o in read if o.text),
+            ocr_seconds=sum(o.seconds for o in read),
+            skipped=batch.skipped,
+        )
+
+    def write_ocr(self, batch: OcrBatch) -> WriteResult:
+        """Commit text read in indexed photos whose vectors are kept. A photo that could
+        not be read now keeps its row: not reading a file is not evidence that it is gone."""
+        set_ocr(self.store, {r.path: r.ocr for r in batch.read})
+        read = [r.ocr for r in batch.read]
+        return WriteResult(
+            ocr_read=len(read),
+            ocr_found=sum(1 for o in read if o.text),
+            ocr_seconds=sum(o.seconds for o in read),
             skipped=batch.skipped,
         )
 
@@ -106,7 +127,7 @@ def _keywords(image: EmbeddedImage, roots: Sequence[str]) -> str:
         facts.captions,
         meta.camera_make,
         meta.camera_model,
-        getattr(facts, "ocr_text", None),
+        facts.ocr.text if facts.ocr else None,
     )
 
 

@@ -48,6 +48,10 @@ class NotFound(PixfindError):
     """An id or path that is not in the index."""
 
 
+class OcrUnavailable(PixfindError):
+    """--ocr asked for, but Tesseract (or the language asked for) is not installed."""
+
+
 class DamagedIndex(PixfindError):
     """The index's table (or a file it needs) can't be read; `pixfind doctor` says what can
     be recovered."""

@@ -2,10 +2,11 @@
 are read (quoted phrases must match).
 
 A photo's ``keywords`` column holds its file name split into words, the folder names under
-the indexed root, its captions (sidecars, captions.jsonl, EXIF/XMP/IPTC descriptions) and
-its camera make and model. LanceDB's native full-text index (BM25, stemming, stop words,
-ASCII folding) does the tokenising and ranking; this module only turns names such as
-``IMG_2023_tokyoTower`` into words LanceDB's tokenizer can see (``IMG 2023 tokyo Tower``).
+the indexed root, its captions (sidecars, captions.jsonl, EXIF/XMP/IPTC descriptions), its
+camera make and model, and the text OCR read inside it (``pixfind index --ocr``).
+LanceDB's native full-text index (BM25, stemming, stop words, ASCII folding) does the
+tokenising and ranking; this module only turns names such as ``IMG_2023_tokyoTower`` into
+words LanceDB's tokenizer can see (``IMG 2023 tokyo Tower``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .errors import backend_errors
+from .types import OcrText
 
 COLUMN = "keywords"
 
@@ -77,7 +79,7 @@ def keyword_text(
         return text.encode("utf-8", "replace").decode("utf-8")
 
 
-LINES = ("name", "folder", "camera", "text")  # then "caption" lines
+LINES = ("name", "folder", "camera", "ocr")  # then "caption" lines
 
 
 def fields_of(text: str | None) -> dict[str, str]:
@@ -233,6 +235,62 @@ def search(store, query: KeywordQuery, limit: int, where: str | None = None):
     scores = t["_score"].to_numpy().astype(np.float32)
     order = np.argsort(-scores, kind="stable")
     return ids[order], scores[order]
+
+
+def with_ocr(text: str | None, ocr_text: str) -> str:
+    """A stored keyword text with its OCR line replaced (the rest is kept as written)."""
+    lines = (text or "").split("\n")
+    lines += [""] * (len(LINES) - len(lines))
+    lines[LINES.index("ocr")] = " ".join(ocr_text.split())
+    return "\n".join(lines)
+
+
+# -- OCR text in the store: read once per photo and language, kept like the vectors --------
+OCR_COLUMNS = ("ocr_text", "ocr_lang")
+
+
+def add_ocr_columns(store) -> None:
+    """Give an index written before OCR existed its (empty) OCR columns, in place."""
+    import pyarrow as pa
+
+    missing = [c for c in OCR_COLUMNS if c not in store.table.schema.names]
+    if missing:
+        with backend_errors(store.home, "adding the OCR columns"):
+            store.table.add_columns([pa.field(c, pa.string()) for c in missing])
+
+
+def ocr_pending(store, lang: str) -> set[str]:
+    """Paths of the rows whose text was not read with ``lang`` (never, or another one)."""
+    from .store import _real_paths
+
+    if not set(OCR_COLUMNS) <= set(store.table.schema.names):
+        return set(store.file_states())
+    t = store._scan(["path", "path_raw", "ocr_lang"])
+    done = t["ocr_lang"].to_pylist()
+    return {p for p, d in zip(_real_paths(t), done, strict=True) if d != lang}
+
+
+def set_ocr(store, found: dict[str, OcrText]) -> None:
+    """Store text read in indexed photos (path -> text) and put it in their keywords, in
+    one commit; vectors and everything else are kept."""
+    import pyarrow as pa
+
+    from .store import path_id
+
+    ids = {path_id(p): o for p, o in found.items()}
+    if not ids:
+        return
+    old = texts(store, list(ids))
+    with backend_errors(store.home, "writing OCR text"):
+        data = pa.table(
+            {
+                "id": pa.array(list(old), pa.int64()),
+                COLUMN: [with_ocr(old[i], ids[i].text) for i in old],
+                "ocr_text": [ids[i].text for i in old],
+                "ocr_lang": [ids[i].lang for i in old],
+            }
+        )
+        store.table.merge_insert("id").when_matched_update_all().execute(data)
 
 
 def texts(store, ids) -> dict[int, str]:

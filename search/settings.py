@@ -54,6 +54,7 @@ class Settings:
     url_max_bytes: int = int(URL_MAX_MB * 1e6)  # PIXFIND_URL_MAX_MB
     url_timeout: float = URL_TIMEOUT  # PIXFIND_URL_TIMEOUT (seconds)
     hf_offline: bool = False  # HF_HUB_OFFLINE=1 (Hugging Face's own switch, for messages)
+    tessdata: str | None = None  # TESSDATA_PREFIX (Tesseract's own): its language data, for OCR
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -78,6 +79,7 @@ class Settings:
             url_max_bytes=int(max(_number(env, "PIXFIND_URL_MAX_MB", URL_MAX_MB), 0.001) * 1e6),
             url_timeout=max(_number(env, "PIXFIND_URL_TIMEOUT", URL_TIMEOUT), 0.1),
             hf_offline=env.get("HF_HUB_OFFLINE") == "1",
+            tessdata=env.get("TESSDATA_PREFIX") or None,
         )
 
 

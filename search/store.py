@@ -18,9 +18,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import IndexMismatch, NoIndex, NotFound, UnusableIndex, backend_errors
-from .types import EncoderSpec, Filters, ImageRecord, ModelInfo, is_glob
+from .types import EncoderSpec, Filters, ImageRecord, ModelInfo, OcrText, is_glob
 
-SCHEMA_VERSION = 2  # + keywords (added in place by `pixfind index`: search/keywords.py)
+SCHEMA_VERSION = 2  # + keywords, ocr_* (added in place by `pixfind index`: search/keywords.py)
 TABLE = "images"
 META_KEY = b"pixfind"
 RECORD_COLUMNS = [
@@ -96,6 +96,8 @@ def schema_for(info: ModelInfo) -> pa.Schema:
             # one text-tower vector per caption, flattened (len = n_captions * dim)
             pa.field("caption_vectors", pa.list_(pa.float32())),
             pa.field("keywords", pa.string()),  # what the full-text index reads
+            pa.field("ocr_text", pa.string()),  # text read inside the photo (null: not read)
+            pa.field("ocr_lang", pa.string()),  # the OCR's languages (null: not read)
             pa.field("vector", pa.list_(pa.float32(), info.dim)),
         ],
         metadata={META_KEY: json.dumps(meta).encode()},
@@ -320,13 +322,14 @@ class Store:
         vectors: np.ndarray,
         caption_vectors: Sequence[np.ndarray] | None = None,
         keywords: Sequence[str] | None = None,
+        ocr: Sequence[OcrText | None] | None = None,
     ) -> None:
         """Insert or replace rows by id (= hash of the path), atomically: one LanceDB commit.
         ``caption_vectors[i]``: one row per caption of ``records[i]``; ``keywords[i]``: its
-        keyword text (search/keywords.py)."""
+        keyword text (search/keywords.py); ``ocr[i]``: the text read inside it, if read."""
         if not records:
             return
-        data = _records_table(records, vectors, self.table.schema, caption_vectors, keywords)
+        data = _records_table(records, vectors, self.table.schema, caption_vectors, keywords, ocr)
         with backend_errors(self.home, "writing new rows"):
             (
                 self.table.merge_insert("id")
@@ -423,6 +426,7 @@ def _records_table(
     schema: pa.Schema,
     caption_vectors: Sequence[np.ndarray] | None = None,
     keywords: Sequence[str] | None = None,
+    ocr: Sequence[OcrText | None] | None = None,
 ) -> pa.Table:
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     dim = vectors.shape[1]
@@ -441,6 +445,9 @@ def _records_table(
         flat.append(cv.reshape(-1).tolist())
     cols["caption_vectors"] = flat
     cols["keywords"] = list(keywords) if keywords is not None else [None] * len(records)
+    read = list(ocr) if ocr is not None else [None] * len(records)
+    cols["ocr_text"] = [o.text if o else None for o in read]
+    cols["ocr_lang"] = [o.lang if o else None for o in read]
     arrays = [pa.array(cols[f.name], type=f.type) for f in schema if f.name != "vector"]
     arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim))
     return pa.Table.from_arrays(arrays, schema=schema)

@@ -58,6 +58,15 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
+class OcrText:
+    """What OCR read in one photo (indexer/ocr.py), stored beside its keywords."""
+
+    text: str  # the words read, space-separated ("" none)
+    lang: str  # the Tesseract languages it was read with ("eng", "eng+deu")
+    seconds: float = 0.0  # decoding at OCR size + Tesseract, in the worker
+
+
+@dataclass(frozen=True)
 class FileStat:
     """A file found by the scanner: what's needed to decide whether to (re)embed it."""
 

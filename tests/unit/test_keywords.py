@@ -59,7 +59,7 @@ def test_keyword_text_keeps_one_line_per_field():
     assert fields["name"] == "IMG 0001"
     assert fields["folder"] == "r Tokyo 2023"
     assert fields["camera"] == "Canon EOS R5"
-    assert fields["text"] == ""
+    assert fields["ocr"] == ""
     assert fields["caption"] == "Anna's wedding Lisbon at night"
     # a name that is not UTF-8 (surrogate escapes) is still valid text
     assert "\ufffd" in keyword_text("/r/bad\udcff.jpg", ["/r"])

@@ -20,7 +20,7 @@ from pixfind.search.types import EncoderSpec, FileStat
 
 from ..conftest import TINY, make_picture
 
-STAGES = ["scan", "plan", "decode", "embed", "write", "index"]
+STAGES = ["scan", "plan", "decode", "embed", "write", "index", "ocr"]
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +102,8 @@ def test_run_index_reports_seconds_per_stage(encoder, tmp_path):
     assert list(stages) == STAGES
     assert all(isinstance(s, float) and s >= 0 for s in stages.values())
     assert stages["embed"] > 0 and stages["write"] > 0
+    assert stages["ocr"] == 0 and report.ocr_read == 0  # no --ocr: no OCR
     assert sum(stages.values()) <= report.seconds + 0.01
     summary = report.stage_summary()
-    assert summary.startswith("scan ") and all(f"{name} " in summary for name in STAGES)
+    assert summary.startswith("scan ") and all(f"{name} " in summary for name in STAGES[:-1])
+    assert "ocr" not in summary
