@@ -30,7 +30,7 @@ class Result(BaseModel):
     vector_score: float | None = Field(None, description="The vector part (hybrid mode)")
     keyword_score: float | None = Field(None, description="BM25 score, where words matched")
     matched_fields: list[str] = Field(
-        default_factory=list, description="name, folder, camera, text, caption: where they did"
+        default_factory=list, description="name, folder, camera, ocr, caption: where they did"
     )
     matched_words: list[str] = Field(
         default_factory=list, description="The photo's words that matched, as written there"

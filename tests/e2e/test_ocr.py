@@ -100,3 +100,20 @@ def test_ocr_without_tesseract_fails_in_one_line_before_indexing(tmp_path, cli, 
     assert "apt install tesseract-ocr tesseract-ocr-eng" in line and "brew install" in line
     assert "new," not in result.output  # stopped before scanning
     assert not (tmp_path / "index" / "db").exists()  # nothing indexed, nothing loaded
+
+
+def test_without_tesserocr_pytesseract_reads_the_same(monkeypatch, tesseract):
+    import io
+    import shutil
+    import sys
+
+    pytest.importorskip("pytesseract")
+    if not shutil.which("tesseract"):
+        pytest.skip("no tesseract program for pytesseract")
+    monkeypatch.setitem(sys.modules, "tesserocr", None)  # as if it were not installed
+    reader = ocr_reader("eng")
+    assert reader.tessdata is None  # pytesseract: the tesseract program finds its own data
+    buf = io.BytesIO()
+    background = Image.new("RGB", (256, 256))
+    render_text_photo("quillet", random.Random(0), background, "receipt").save(buf, "JPEG")
+    assert "QUILLET" in reader.read(buf.getvalue()).text.split()
