@@ -17,7 +17,6 @@ import json
 import random
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -25,7 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pixfind.search.encoder import load_encoder  # noqa: E402
 from pixfind.search.types import EncoderSpec  # noqa: E402
 from pixfind.train.evaluate import PROMPT, zero_shot  # noqa: E402
-from pixfind.train.fit import TrainOptions, train  # noqa: E402
+from pixfind.train.fit import TrainOptions  # noqa: E402
+
+from bench.common import train_timed  # noqa: E402
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos"
 
@@ -65,33 +66,9 @@ def main() -> None:
         out = args.out or Path(tmp) / "model"
         epochs = None if args.epochs == "auto" else int(args.epochs)
         options = TrainOptions(model=args.model, epochs=epochs, seed=args.seed)
-        t0 = time.perf_counter()
-        result = train(train_dir, out, options)
-        seconds = time.perf_counter() - t0
-        if args.plot:
-            from dataclasses import asdict
-
-            from pixfind.train.validate import plot_curves
-
-            plot_curves([asdict(h) for h in result.history], args.plot, "CIFAR-10 from scratch")
+        run = train_timed(train_dir, out, options, args.plot, "CIFAR-10 from scratch")
         zs = zero_shot(load_encoder(EncoderSpec(str(out), None), "cpu"), test_dir)
-    best = result.best
-    print(
-        json.dumps(
-            {
-                "train_photos": result.images,
-                "val_photos": result.val_images,
-                "epochs_done": result.epochs_done,
-                "max_epochs": result.max_epochs,
-                "best_epoch": result.best_epoch,
-                "best_val_text_to_image": best.val if best else None,
-                "stopped_early": result.stopped_early,
-                "train_seconds": round(seconds, 1),
-                "zero_shot": zs.to_dict(),
-            },
-            indent=2,
-        )
-    )
+    print(json.dumps({**run["summary"], "zero_shot": zs.to_dict()}, indent=2))
 
 
 if __name__ == "__main__":

@@ -316,6 +316,12 @@ def eval_cmd(
         for name, key in (("text->image", "text_to_image"), ("image->text", "image_to_text")):
             r = ret[key]
             out.print(f"  {name:14}{r['R@1']:>7.3f}{r['R@5']:>7.3f}{r['R@10']:>7.3f}")
+        cap = ret.get("text_to_image_ceiling") or {}
+        if cap and min(cap.values()) < 1:
+            out.print(
+                f"  {'(ceiling)':14}{cap['R@1']:>7.3f}{cap['R@5']:>7.3f}{cap['R@10']:>7.3f}"
+                "  text->image with repeated captions (photos sharing a caption are ties)"
+            )
     zs = scores.get("zero_shot")
     if zs:
         top5 = f", top-5 {zs['top5']:.3f}" if zs["top5"] is not None else ""

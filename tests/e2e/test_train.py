@@ -9,28 +9,14 @@ import numpy as np
 import pytest
 from pixfind.search.encoder import load_encoder
 from pixfind.search.types import EncoderSpec
-from pixfind.train.demodata import COLOURS, SHAPES, AttrQuery, generate, read_scenes
-from pixfind.train.evaluate import retrieval, retrieval_recall
+from pixfind.train.demodata import generate, read_scenes
+from pixfind.train.evaluate import attribute_queries, retrieval, retrieval_recall
 from pixfind.train.fit import TrainError, TrainOptions, lr_at, train
 
 from tests.conftest import SHARED_PHOTOS, json_out
 
-
-# Attribute queries over the held-out demo photos, fixed by a rule (not picked from results):
-# colour i with shapes i, i+1 and i+2 (mod the number of shapes); the third also names a size
-# (large for even i, small for odd). 8 colours x 3 = 24 queries, 8 of them with a size.
-def _query(colour: str, shape: str, size: str | None = None) -> AttrQuery:
-    words = [w for w in (size, colour, shape) if w]
-    return AttrQuery(
-        " ".join(["an" if words[0][0] in "aeiou" else "a", *words]), colour, shape, size
-    )
-
-
-QUERIES = [
-    _query(colour, SHAPES[(i + k) % len(SHAPES)], ("large", "small")[i % 2] if k == 2 else None)
-    for i, colour in enumerate(COLOURS)
-    for k in range(3)
-]
+# Attribute queries over the held-out demo photos, fixed by a rule (evaluate.attribute_queries)
+QUERIES = attribute_queries()
 
 
 def _vec(*xs):
@@ -279,7 +265,7 @@ def test_finetuning_on_a_shifted_collection_raises_recall(demo_model, tmp_path):
 
 @pytest.mark.slow
 def test_demo_runs_end_to_end(demo_cache, demo_data, demo_model, tmp_path):
-    from pixfind.train.demo import DEMO_EPOCHS, DEMO_N, DEMO_TEST, run_demo
+    from pixfind.train.demo import DEMO_N, DEMO_TEST, run_demo
     from pixfind.train.progress import train_progress
     from rich.console import Console
 
@@ -291,7 +277,6 @@ def test_demo_runs_end_to_end(demo_cache, demo_data, demo_model, tmp_path):
         n=DEMO_N,
         seed=DEMO_SEED,
         n_test=DEMO_TEST,
-        epochs=DEMO_EPOCHS,
         console=Console(quiet=True),
         progress=lambda _: train_progress(True),
     )
