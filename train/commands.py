@@ -53,7 +53,8 @@ def demo_data_cmd(
         typer.Option(
             "--kind",
             help="scenes: one to three objects, varied captions; objects: one object per "
-            "photo with short captions ('a star', 'a large red star'), warm-up training data.",
+            "photo with short captions ('a star', 'a large red star'), trained on with the "
+            "scenes to teach shapes.",
         ),
     ] = "scenes",
 ) -> None:
@@ -174,16 +175,13 @@ def train_cmd(
     pixfind train ./mine --from ./my-model --out ./my-model-ft --unlocked-layers 1
     """
     from pixfind.search.encoder import pick_device
-    from pixfind.train.data import TrainError
     from pixfind.train.fit import TrainOptions, train
     from pixfind.train.progress import step_updater, val_text
 
-    if epochs != "auto" and not (epochs.isdigit() and int(epochs) >= 1):
-        raise TrainError(f"--epochs must be auto or a whole number >= 1, not {epochs!r}")
     options = TrainOptions(
         model=model,
         init=init,
-        epochs=None if epochs == "auto" else int(epochs),
+        epochs=_epochs(epochs),
         val_fraction=val_fraction,
         val=str(val.expanduser().resolve()) if val else None,
         patience=patience,
@@ -347,8 +345,13 @@ def demo_cmd(
     ] = DEMO_TEST,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     epochs: Annotated[
-        int, typer.Option("--epochs", help="Epochs on the full scenes, after the warm-up.")
-    ] = DEMO_EPOCHS,
+        str,
+        typer.Option(
+            "--epochs",
+            help="Epochs of pixfind train on the scenes and one-object photos (the best one, "
+            "by validation recall, is kept); auto: until validation recall stops improving.",
+        ),
+    ] = str(DEMO_EPOCHS),
 ) -> None:
     """Run pixfind end to end offline: demo data, train a small model, index, search.
 
@@ -360,10 +363,19 @@ def demo_cmd(
         n=n,
         seed=seed,
         n_test=n_test,
-        epochs=epochs,
+        epochs=_epochs(epochs),
         console=out,
         progress=lambda disable: _progress(disable),
     )
+
+
+def _epochs(epochs: str) -> int | None:
+    """--epochs: None for auto, else a whole number >= 1."""
+    from pixfind.train.data import TrainError
+
+    if epochs != "auto" and not (epochs.isdigit() and int(epochs) >= 1):
+        raise TrainError(f"--epochs must be auto or a whole number >= 1, not {epochs!r}")
+    return None if epochs == "auto" else int(epochs)
 
 
 def _progress(disable: bool):

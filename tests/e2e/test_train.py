@@ -225,7 +225,7 @@ def test_demo_model_answers_attribute_queries(demo_model, demo_data, tmp_path):
         f"{sum(colour_ok)}/{len(QUERIES)} on colour"
     )
     # The target: >= 20 of the 24 queries each at P@5 >= 0.8 on every attribute (colour,
-    # shape and size). Without the warm-up stage (demo.py) the same budget gave 5/24.
+    # shape and size). Without the one-object photos (demo.py) the scenes alone gave 5/24.
     assert sum(p >= 0.8 for p in full) >= 20
     assert sum(colour_ok) >= 22
 
@@ -265,7 +265,7 @@ def test_finetuning_on_a_shifted_collection_raises_recall(demo_model, tmp_path):
 
 @pytest.mark.slow
 def test_demo_runs_end_to_end(demo_cache, demo_data, demo_model, tmp_path):
-    from pixfind.train.demo import DEMO_N, DEMO_TEST, run_demo
+    from pixfind.train.demo import DEMO_EPOCHS, DEMO_N, DEMO_TEST, run_demo
     from pixfind.train.progress import train_progress
     from rich.console import Console
 
@@ -277,6 +277,7 @@ def test_demo_runs_end_to_end(demo_cache, demo_data, demo_model, tmp_path):
         n=DEMO_N,
         seed=DEMO_SEED,
         n_test=DEMO_TEST,
+        epochs=DEMO_EPOCHS,
         console=Console(quiet=True),
         progress=lambda _: train_progress(True),
     )
