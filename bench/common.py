@@ -83,3 +83,36 @@ def dir_bytes(path: Path) -> int:
 
 def row(*cells) -> str:
     return " | ".join(str(c) for c in cells)
+
+
+def train_timed(data, out: Path, options, plot: Path | None = None, title: str = "") -> dict:
+    """Run pixfind.train.fit.train; its result plus wall and CPU seconds and the load average
+    at the end (a shared machine inflates wall time: read the CPU time and load beside it).
+    ``plot``: also write the learning curves there."""
+    from dataclasses import asdict
+
+    from pixfind.train.fit import train
+
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    result = train(data, out, options)
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    if plot:
+        from pixfind.train.validate import plot_curves
+
+        plot_curves([asdict(h) for h in result.history], plot, title)
+    best = result.best
+    return {
+        "result": result,
+        "summary": {
+            "train_photos": result.images,
+            "val_photos": result.val_images,
+            "epochs_done": result.epochs_done,
+            "max_epochs": result.max_epochs,
+            "best_epoch": result.best_epoch,
+            "best_val_text_to_image": best.val if best else None,
+            "stopped_early": result.stopped_early,
+            "train_seconds": round(seconds, 1),
+            "train_cpu_seconds": round(cpu, 1),
+            "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        },
+    }

@@ -53,7 +53,8 @@ def demo_data_cmd(
         typer.Option(
             "--kind",
             help="scenes: one to three objects, varied captions; objects: one object per "
-            "photo with short captions ('a star', 'a large red star'), warm-up training data.",
+            "photo with short captions ('a star', 'a large red star'), trained on with the "
+            "scenes to teach shapes.",
         ),
     ] = "scenes",
 ) -> None:
@@ -174,16 +175,13 @@ def train_cmd(
     pixfind train ./mine --from ./my-model --out ./my-model-ft --unlocked-layers 1
     """
     from pixfind.search.encoder import pick_device
-    from pixfind.train.data import TrainError
     from pixfind.train.fit import TrainOptions, train
     from pixfind.train.progress import step_updater, val_text
 
-    if epochs != "auto" and not (epochs.isdigit() and int(epochs) >= 1):
-        raise TrainError(f"--epochs must be auto or a whole number >= 1, not {epochs!r}")
     options = TrainOptions(
         model=model,
         init=init,
-        epochs=None if epochs == "auto" else int(epochs),
+        epochs=_epochs(epochs),
         val_fraction=val_fraction,
         val=str(val.expanduser().resolve()) if val else None,
         patience=patience,
@@ -316,6 +314,12 @@ def eval_cmd(
         for name, key in (("text->image", "text_to_image"), ("image->text", "image_to_text")):
             r = ret[key]
             out.print(f"  {name:14}{r['R@1']:>7.3f}{r['R@5']:>7.3f}{r['R@10']:>7.3f}")
+        cap = ret.get("text_to_image_ceiling") or {}
+        if cap and min(cap.values()) < 1:
+            out.print(
+                f"  {'(ceiling)':14}{cap['R@1']:>7.3f}{cap['R@5']:>7.3f}{cap['R@10']:>7.3f}"
+                "  text->image with repeated captions (photos sharing a caption are ties)"
+            )
     zs = scores.get("zero_shot")
     if zs:
         top5 = f", top-5 {zs['top5']:.3f}" if zs["top5"] is not None else ""
@@ -341,8 +345,13 @@ def demo_cmd(
     ] = DEMO_TEST,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     epochs: Annotated[
-        int, typer.Option("--epochs", help="Epochs on the full scenes, after the warm-up.")
-    ] = DEMO_EPOCHS,
+        str,
+        typer.Option(
+            "--epochs",
+            help="Epochs of pixfind train on the scenes and one-object photos (the best one, "
+            "by validation recall, is kept); auto: until validation recall stops improving.",
+        ),
+    ] = str(DEMO_EPOCHS),
 ) -> None:
     """Run pixfind end to end offline: demo data, train a small model, index, search.
 
@@ -354,10 +363,19 @@ def demo_cmd(
         n=n,
         seed=seed,
         n_test=n_test,
-        epochs=epochs,
+        epochs=_epochs(epochs),
         console=out,
         progress=lambda disable: _progress(disable),
     )
+
+
+def _epochs(epochs: str) -> int | None:
+    """--epochs: None for auto, else a whole number >= 1."""
+    from pixfind.train.data import TrainError
+
+    if epochs != "auto" and not (epochs.isdigit() and int(epochs) >= 1):
+        raise TrainError(f"--epochs must be auto or a whole number >= 1, not {epochs!r}")
+    return None if epochs == "auto" else int(epochs)
 
 
 def _progress(disable: bool):

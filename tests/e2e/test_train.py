@@ -9,28 +9,14 @@ import numpy as np
 import pytest
 from pixfind.search.encoder import load_encoder
 from pixfind.search.types import EncoderSpec
-from pixfind.train.demodata import COLOURS, SHAPES, AttrQuery, generate, read_scenes
-from pixfind.train.evaluate import retrieval, retrieval_recall
+from pixfind.train.demodata import generate, read_scenes
+from pixfind.train.evaluate import attribute_queries, retrieval, retrieval_recall
 from pixfind.train.fit import TrainError, TrainOptions, lr_at, train
 
 from tests.conftest import SHARED_PHOTOS, json_out
 
-
-# Attribute queries over the held-out demo photos, fixed by a rule (not picked from results):
-# colour i with shapes i, i+1 and i+2 (mod the number of shapes); the third also names a size
-# (large for even i, small for odd). 8 colours x 3 = 24 queries, 8 of them with a size.
-def _query(colour: str, shape: str, size: str | None = None) -> AttrQuery:
-    words = [w for w in (size, colour, shape) if w]
-    return AttrQuery(
-        " ".join(["an" if words[0][0] in "aeiou" else "a", *words]), colour, shape, size
-    )
-
-
-QUERIES = [
-    _query(colour, SHAPES[(i + k) % len(SHAPES)], ("large", "small")[i % 2] if k == 2 else None)
-    for i, colour in enumerate(COLOURS)
-    for k in range(3)
-]
+# Attribute queries over the held-out demo photos, fixed by a rule (evaluate.attribute_queries)
+QUERIES = attribute_queries()
 
 
 def _vec(*xs):
@@ -239,7 +225,7 @@ def test_demo_model_answers_attribute_queries(demo_model, demo_data, tmp_path):
         f"{sum(colour_ok)}/{len(QUERIES)} on colour"
     )
     # The target: >= 20 of the 24 queries each at P@5 >= 0.8 on every attribute (colour,
-    # shape and size). Without the warm-up stage (demo.py) the same budget gave 5/24.
+    # shape and size). Without the one-object photos (demo.py) the scenes alone gave 5/24.
     assert sum(p >= 0.8 for p in full) >= 20
     assert sum(colour_ok) >= 22
 

@@ -137,6 +137,10 @@ def test_train_with_no_flags_learns_a_collection_it_has_never_seen(cli, tmp_path
     assert saved["epochs"] == result["best_epoch"]  # the best weights, not the last
     assert np.mean(p5) >= 0.85
     assert t2i[5] >= 0.55
-    # The issue asks for under 3 minutes on 2 cores. Measured on 2 cores shared with other
-    # jobs (load 4-5, OMP_NUM_THREADS=1): 295 s wall; the bound leaves room for that load.
-    assert seconds < 360
+    # The issue asks for under 3 minutes on 2 cores. Wall time on a shared machine says more
+    # about the other jobs than about training (314 s at load average 5 to 12), so the bound
+    # that holds the issue's figure is the CPU time: under 180 s of CPU, all threads counted,
+    # is under 3 minutes of wall time on an idle machine with even one core. Measured: 88 s
+    # (OMP_NUM_THREADS=1, load average 5 to 12); the wall bound only catches a hang.
+    assert cpu < 180
+    assert seconds < 600

@@ -1,4 +1,5 @@
-"""Issue 18: the pure parts of validation-driven training (split, early stopping, schedule)."""
+"""Issue 18: the pure parts of validation-driven training (split, early stopping, schedule,
+recall ceilings)."""
 
 from __future__ import annotations
 
@@ -63,3 +64,17 @@ def test_curves_plot_needs_only_the_history(tmp_path):
     ]
     path = V.plot_curves(history, tmp_path / "curves.png")
     assert path.stat().st_size > 5000
+
+
+def test_recall_ceiling_counts_photos_that_share_a_caption():
+    from pixfind.train.evaluate import recall_ceiling
+
+    # 10 photos captioned "a star" (one caption each), 2 photos with captions of their own
+    texts = ["a star"] * 10 + ["A  red star", "a blue circle"]
+    owner = np.arange(12)
+    ceiling = recall_ceiling(texts, owner, ks=(1, 5, 10))
+    assert ceiling[1] == pytest.approx((10 * 0.1 + 2) / 12)
+    assert ceiling[5] == pytest.approx((10 * 0.5 + 2) / 12)
+    assert ceiling[10] == pytest.approx(1.0)
+    # distinct captions: nothing in the way of a perfect score
+    assert recall_ceiling(["a", "b", "c"], np.arange(3), ks=(1,)) == {1: 1.0}
