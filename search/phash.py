@@ -1,0 +1,98 @@
+"""Perceptual hashes: what finds a photo's resized, recompressed, re-exported, lightly edited
+or cropped copies (``pixfind duplicates``).
+
+Each photo stores two 64-bit DCT hashes (imagehash's ``phash``) of its decoded image: the
+whole picture (``phash``) and its centre 90% (``phash_crop``). Two photos are near copies
+when the Hamming distance of their whole-picture hashes, or of one's whole picture and the
+other's centre, is within the threshold: the second pair is what finds a lightly cropped
+copy, which moves every DCT coefficient of the whole picture (README, "Duplicates").
+
+The columns are added in place to an index written before they existed, and the next
+``pixfind index`` fills them by decoding the files again, without re-embedding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .errors import backend_errors
+
+COLUMNS = ("phash", "phash_crop")
+CROP = 0.9  # the centre kept by phash_crop: finds copies cropped to about 85..95% a side
+BITS = 64
+
+Hashes = tuple[int, int]  # (phash, phash_crop) as signed int64, what the store holds
+
+
+def _as_int64(bits: np.ndarray) -> int:
+    packed = np.packbits(bits.reshape(-1).astype(bool))
+    return int(packed.view(">i8")[0])
+
+
+def image_hashes(image) -> Hashes:
+    """(whole picture, centre 90%) perceptual hashes of an RGB PIL image."""
+    import imagehash
+
+    w, h = image.size
+    cw, ch = max(1, round(w * CROP)), max(1, round(h * CROP))
+    x, y = (w - cw) // 2, (h - ch) // 2
+    centre = image.crop((x, y, x + cw, y + ch))
+    return _as_int64(imagehash.phash(image).hash), _as_int64(imagehash.phash(centre).hash)
+
+
+def to_codes(values: Sequence[int]) -> np.ndarray:
+    """Signed int64 hashes -> (n, 8) uint8 codes, the layout FAISS binary indexes take."""
+    arr = np.asarray(values, dtype=">i8").reshape(-1)
+    return np.ascontiguousarray(arr.view(np.uint8).reshape(-1, 8))
+
+
+_POP = np.array([bin(i).count("1") for i in range(256)], np.uint8)
+
+
+def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Bitwise distance of (n, 8) codes ``a`` and ``b`` (broadcast)."""
+    return _POP[np.bitwise_xor(a, b)].sum(axis=-1, dtype=np.int32)
+
+
+# -- the columns in the store -----------------------------------------------------------------
+def has_columns(store) -> bool:
+    return all(c in store.table.schema.names for c in COLUMNS)
+
+
+def add_columns(store) -> bool:
+    """Give an index written before perceptual hashes its (empty) hash columns; the indexer
+    fills them (``indexer/rehash.py``). Returns whether they were added."""
+    import pyarrow as pa
+
+    if has_columns(store):
+        return False
+    with backend_errors(store.home, "adding the perceptual hash columns"):
+        missing = [c for c in COLUMNS if c not in store.table.schema.names]
+        store.table.add_columns([pa.field(c, pa.int64()) for c in missing])
+    return True
+
+
+def unhashed(store) -> list[str]:
+    """Paths of the rows that have no perceptual hash yet."""
+    from .store import _real_paths
+
+    if not has_columns(store):
+        return []
+    t = store._scan(["path", "path_raw"], f"{COLUMNS[0]} IS NULL")
+    return _real_paths(t)
+
+
+def fill(store, rows: Sequence[tuple[int, Hashes]]) -> None:
+    """Write ``(id, hashes)`` into existing rows, in one commit."""
+    import pyarrow as pa
+
+    if not rows:
+        return
+    ids = [i for i, _ in rows]
+    data = {"id": pa.array(ids, pa.int64())}
+    for k, name in enumerate(COLUMNS):
+        data[name] = pa.array([h[k] for _, h in rows], pa.int64())
+    with backend_errors(store.home, "writing perceptual hashes"):
+        store.table.merge_insert("id").when_matched_update_all().execute(pa.table(data))
