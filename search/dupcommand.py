@@ -101,15 +101,15 @@ def _print_groups(found: Duplicates) -> None:
     for n, group in enumerate(found.groups, 1):
         write(f"group {n}: {len(group.copies)} photos, {group.kind} copies\n")
         for c in group.copies:
-            mark = "keep" if c.best else ("same" if c.same_file else f"{c.distance:>2}b ")
+            mark = "keep" if c.best else ("same" if c.same_file else f"{c.distance} bits")
             day = time.strftime("%Y-%m-%d", time.localtime(c.taken_at))
             write(
-                f"  {mark:>4}  {c.width:>5}x{c.height:<5} {c.size / 1e6:>7.2f} MB  {day}  "
+                f"  {mark:>7}  {c.width:>5}x{c.height:<5} {c.size / 1e6:>7.2f} MB  {day}  "
                 f"{printable_path(c.path)}\n"
             )
     spare = sum(c.size for g in found.groups for c in g.others)
     write(
-        f"{len(found.groups)} groups, {found.copies} copies besides the best ones "
+        f"{len(found.groups)} group(s), {found.copies} copies besides the best ones "
         f"({spare / 1e6:.1f} MB) among {found.photos} photos; best copy: {found.keep}; "
         f"threshold {found.threshold} bits; nothing was deleted\n"
     )

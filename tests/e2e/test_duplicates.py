@@ -170,6 +170,7 @@ def test_duplicates_cli_filters_sheets_and_an_older_index(cli, tmp_path):
     with Image.open(sheets / "group-0001.jpg") as sheet:
         assert sheet.width >= 3 * 240 and sheet.height > 240
     assert cli("duplicates", "-t", "99", ok=False).exit_code == 1
+    _check_api(tmp_path / "index", found)
 
     # an index from before perceptual hashes: still opens, finds exact copies, and the next
     # `pixfind index` fills the hashes without embedding anything again
@@ -177,7 +178,28 @@ def test_duplicates_cli_filters_sheets_and_an_older_index(cli, tmp_path):
 
     Store.open(tmp_path / "index").table.drop_columns(["phash", "phash_crop"])
     old = cli("duplicates")
-    assert "no perceptual hash" in old.output and "1 groups" in old.stdout
+    assert "no perceptual hash" in old.output and "1 group(s)" in old.stdout
     report = json_out(cli("index", root, *MODEL, "--json", "--workers", "0"))
     assert report["rehashed"] == 8 and report["added"] == report["updated"] == 0
     assert json_out(cli("duplicates", "--json")) == found
+
+
+def _check_api(home: Path, found: dict) -> None:
+    """GET /api/duplicates: the CLI's groups, paged, with image and thumbnail links."""
+    from fastapi.testclient import TestClient
+    from pixfind.api.app import create_app
+    from pixfind.api.settings import Settings
+
+    with TestClient(create_app(Settings(index=home)), base_url="http://127.0.0.1") as client:
+        body = client.get("/api/duplicates").json()
+        assert body["total_groups"] == 1 and body["next_offset"] is None
+        copies = body["groups"][0]["copies"]
+        assert [c["path"] for c in copies] == [c["path"] for c in found["groups"][0]["copies"]]
+        assert copies[0]["best"] and isinstance(copies[0]["id"], str)
+        thumb = client.get(copies[1]["thumbnail_url"])
+        assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+        page = client.get("/api/duplicates", params={"limit": 1, "offset": 1}).json()
+        assert page["groups"] == [] and page["total_groups"] == 1
+        assert client.get("/api/duplicates", params={"type": "png"}).json()["groups"] == []
+        assert client.get("/api/duplicates", params={"threshold": 99}).status_code == 422
+        assert client.get("/api/duplicates", params={"after": "someday"}).status_code == 400
