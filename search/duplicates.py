@@ -4,10 +4,9 @@ recompressed, re-exported, lightly edited or cropped, bursts), with one best cop
 Exact copies share the stored content hash. Near copies are pairs whose perceptual hashes
 (search/phash.py) differ in at most ``threshold`` of 64 bits: whole picture against whole
 picture, or one's whole picture against the other's centre 90% (a light crop). Pairs are
-found with a FAISS multi-hash index, exact for the threshold (a pair within ``t`` bits has a
-16-bit quarter within ``t // 4`` bits, which is what it probes), so a million photos take
-seconds (bench/duplicates.py); pairs join into groups (connected components, so a burst
-whose ends differ more than the threshold is still one group).
+found exactly by multi-index hashing (phash.near_pairs; bench/duplicates.py times a million
+photos) and join into groups (connected components, so a burst whose ends differ more than
+the threshold is still one group).
 
 Nothing here deletes or moves a file: callers show or list the copies.
 """
@@ -25,9 +24,8 @@ from .store import Store, _real_paths
 from .types import Filters
 
 DEFAULT_THRESHOLD = 10  # bits of 64; README "Duplicates" has the measurements behind it
-MAX_THRESHOLD = 24  # beyond this unrelated photos group together
+MAX_THRESHOLD = 16  # beyond this unrelated photos group together (and the search slows)
 KEEP_RULES = ("largest", "oldest", "metadata")
-_NHASH, _CHUNK = 4, 16384  # FAISS multi-hash: 4 tables of 16 bits; queries per range search
 _COLUMNS = (
     "id", "path", "path_raw", "width", "height", "size", "mtime", "taken_at", "taken_source",
     "file_type", "content_hash", "camera_make", "camera_model", "gps_lat", "has_caption",
@@ -130,7 +128,7 @@ def find_duplicates(
     links = [exact_pairs(t["content_hash"].to_pylist())]
     if full is not None and has_hash.any():
         rows = np.flatnonzero(has_hash)
-        i, j = near_pairs(full[rows], crop[rows], threshold)
+        i, j = phash.near_pairs(full[rows], crop[rows], threshold)
         links.append((rows[i], rows[j]))
     a = np.concatenate([p[0] for p in links]).astype(np.int64)
     b = np.concatenate([p[1] for p in links]).astype(np.int64)
@@ -159,28 +157,6 @@ def exact_pairs(hashes: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
             a.append(j)
             b.append(i)
     return np.array(a, np.int64), np.array(b, np.int64)
-
-
-def near_pairs(full: np.ndarray, crop: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarray]:
-    """(i, j), i < j: rows whose whole-picture codes, or one's centre and the other's whole
-    picture, differ in at most ``threshold`` bits. ``full``, ``crop``: (n, 8) uint8 codes."""
-    import faiss
-
-    index = faiss.IndexBinaryMultiHash(64, _NHASH, 64 // _NHASH)
-    index.nflip = threshold // _NHASH  # exact: see the module's docstring
-    index.add(full)
-    found = []
-    for queries in (full, crop):
-        for start in range(0, len(queries), _CHUNK):
-            lims, _, ids = index.range_search(queries[start : start + _CHUNK], threshold + 1)
-            rows = np.repeat(
-                np.arange(start, start + len(lims) - 1), np.diff(lims).astype(np.int64)
-            )
-            found.append(np.stack([rows, ids.astype(np.int64)]))
-    pairs = np.concatenate(found, axis=1) if found else np.zeros((2, 0), np.int64)
-    pairs = np.sort(pairs[:, pairs[0] != pairs[1]], axis=0)  # each pair as (low, high)
-    pairs = np.unique(pairs, axis=1) if pairs.size else pairs
-    return pairs[0], pairs[1]
 
 
 def components(n: int, a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:

@@ -13,6 +13,7 @@ The columns are added in place to an index written before they existed, and the 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -43,17 +44,88 @@ def image_hashes(image) -> Hashes:
 
 
 def to_codes(values: Sequence[int]) -> np.ndarray:
-    """Signed int64 hashes -> (n, 8) uint8 codes, the layout FAISS binary indexes take."""
+    """Signed int64 hashes -> (n, 8) uint8 codes (big-endian bytes of the 64 bits)."""
     arr = np.asarray(values, dtype=">i8").reshape(-1)
     return np.ascontiguousarray(arr.view(np.uint8).reshape(-1, 8))
+
+
+def _words(codes: np.ndarray) -> np.ndarray:
+    return codes.view(">u8").reshape(-1).astype(np.uint64)
 
 
 _POP = np.array([bin(i).count("1") for i in range(256)], np.uint8)
 
 
+def _popcount(words: np.ndarray) -> np.ndarray:
+    if hasattr(np, "bitwise_count"):  # numpy >= 2
+        return np.bitwise_count(words)
+    return _POP[words.view(np.uint8).reshape(-1, 8)].sum(axis=1, dtype=np.uint8)
+
+
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Bitwise distance of (n, 8) codes ``a`` and ``b`` (broadcast)."""
+    """Bitwise distance of (..., 8) codes ``a`` and ``b`` (broadcast)."""
     return _POP[np.bitwise_xor(a, b)].sum(axis=-1, dtype=np.int32)
+
+
+def _flips(bits: int, radius: int) -> np.ndarray:
+    """Every mask of ``bits`` bits with at most ``radius`` bits set."""
+    out = [0]
+    for r in range(1, radius + 1):
+        out += [sum(1 << b for b in c) for c in itertools.combinations(range(bits), r)]
+    return np.array(out, np.int64)
+
+
+def near_pairs(
+    full: np.ndarray, crop: np.ndarray, threshold: int, budget: int = 4_000_000
+) -> tuple[np.ndarray, np.ndarray]:
+    """(i, j), i < j: rows whose whole-picture hashes, or one's centre and the other's whole
+    picture, differ in at most ``threshold`` bits; ``full``, ``crop``: (n, 8) codes.
+
+    Exact, by multi-index hashing: the 64 bits are four 16-bit quarters, and a pair within
+    ``t`` bits has a quarter within ``t // 4`` bits (else it would differ in more), so each
+    row probes the buckets of its quarters with up to ``t // 4`` bits flipped and checks
+    the full distance of what is there. ``budget`` bounds the candidates held at once."""
+    words, crops = _words(full), _words(crop)
+    n = len(words)
+    found = []
+    for quarter in range(4):
+        shift = np.uint64(16 * quarter)
+        keys = ((words >> shift) & np.uint64(0xFFFF)).astype(np.int64)
+        order = np.argsort(keys, kind="stable")
+        counts = np.bincount(keys, minlength=1 << 16)
+        starts = np.cumsum(counts) - counts
+        for queries, whole in ((words, True), (crops, False)):
+            qkeys = ((queries >> shift) & np.uint64(0xFFFF)).astype(np.int64)
+            for flip in _flips(16, threshold // 4):
+                probe = qkeys ^ flip
+                found += _check(queries, words, order, starts[probe], counts[probe], threshold,
+                                whole, budget)  # fmt: skip
+    if not found:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    pairs = np.sort(np.concatenate(found, axis=1), axis=0)  # each as (low, high)
+    key = np.unique(pairs[0] * n + pairs[1])
+    return key // n, key % n
+
+
+def _check(queries, words, order, lo, cnt, threshold, whole, budget) -> list[np.ndarray]:
+    """The (query, row) pairs within ``threshold`` among the bucket ranges [lo, lo + cnt)
+    of each query, in slices of about ``budget`` candidates."""
+    out = []
+    ends = np.cumsum(cnt)
+    q0, n = 0, len(queries)
+    while q0 < n:
+        done = int(ends[q0 - 1]) if q0 else 0
+        q1 = max(int(np.searchsorted(ends, done + budget, side="right")), q0 + 1)
+        c = cnt[q0:q1]
+        if total := int(c.sum()):
+            qi = np.repeat(np.arange(q0, q1), c)
+            cand = order[np.repeat(lo[q0:q1] - (np.cumsum(c) - c), c) + np.arange(total)]
+            near = _popcount(queries[qi] ^ words[cand]) <= threshold
+            near &= (qi < cand) if whole else (qi != cand)  # whole pairs once, never itself
+            if near.any():
+                out.append(np.stack([qi[near], cand[near]]))
+        q0 = q1
+    return out
 
 
 # -- the columns in the store -----------------------------------------------------------------
