@@ -133,7 +133,16 @@ def find_duplicates(
     a = np.concatenate([p[0] for p in links]).astype(np.int64)
     b = np.concatenate([p[1] for p in links]).astype(np.int64)
     members = components(n, a, b)
-    groups = [_group(t, idx, full, crop, has_hash, keep) for idx in members]
+    every = np.concatenate(members) if members else np.zeros(0, np.int64)
+    sub = t.take(every)  # one take for all groups: a take per group costs ~10 ms each
+    rows = sub.drop_columns(["path_raw"]).to_pylist()
+    for row, path in zip(rows, _real_paths(sub), strict=True):
+        row["path"] = path
+    ends = np.cumsum([len(m) for m in members]).tolist()
+    groups = [
+        _group(idx, rows[end - len(idx) : end], full, crop, has_hash, keep)
+        for idx, end in zip(members, ends, strict=True)
+    ]
     groups.sort(key=lambda g: (-len(g.copies), g.best.path))
     return Duplicates(tuple(groups), n, int(n - has_hash.sum()), threshold, keep)
 
@@ -205,11 +214,7 @@ def best_order(rows: Sequence[dict], keep: str) -> list[int]:
     )
 
 
-def _group(t, idx: np.ndarray, full, crop, has_hash: np.ndarray, keep: str) -> Group:
-    sub = t.take(idx)
-    rows = sub.drop_columns(["path_raw"]).to_pylist()
-    for row, path in zip(rows, _real_paths(sub), strict=True):
-        row["path"] = path
+def _group(idx: np.ndarray, rows: list[dict], full, crop, has_hash, keep: str) -> Group:
     order = best_order(rows, keep)
     idx = idx[order]
     rows = [rows[k] for k in order]
