@@ -125,13 +125,14 @@ def fake_store(home: Path, full: np.ndarray, crop: np.ndarray):
 
 def faiss_multihash(full: np.ndarray, crop: np.ndarray, threshold: int) -> float:
     import faiss
+    from pixfind.search.phash import CROP_BITS
 
     index = faiss.IndexBinaryMultiHash(64, 4, 16)
-    index.nflip = threshold // 4
     index.add(full)
     start = time.perf_counter()
-    for queries in (full, crop):
-        index.range_search(queries, threshold + 1)
+    for queries, bits in ((full, threshold), (crop, min(threshold, CROP_BITS))):
+        index.nflip = bits // 4
+        index.range_search(queries, bits + 1)
     return time.perf_counter() - start
 
 

@@ -3,7 +3,8 @@ recompressed, re-exported, lightly edited or cropped, bursts), with one best cop
 
 Exact copies share the stored content hash. Near copies are pairs whose perceptual hashes
 (search/phash.py) differ in at most ``threshold`` of 64 bits: whole picture against whole
-picture, or one's whole picture against the other's centre 90% (a light crop). Pairs are
+picture, or (within at most 7 bits) one's whole picture against the other's centre 90%, a
+light crop. Pairs are
 found exactly by multi-index hashing (phash.near_pairs; bench/duplicates.py times a million
 photos) and join into groups (connected components, so a burst whose ends differ more than
 the threshold is still one group).
