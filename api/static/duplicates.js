@@ -22,16 +22,9 @@ function dupCopy(copy) {
   const item = document.createElement("figure");
   item.className = copy.best ? "dup-copy best" : "dup-copy";
   item.dataset.id = copy.id;
-  const link = document.createElement("a");
-  link.href = copy.image_url;
+  const link = thumbLink(copy);
   link.target = "_blank";
   link.rel = "noopener";
-  link.title = copy.path;
-  const img = document.createElement("img");
-  img.src = copy.thumbnail_url;
-  img.alt = copy.path.split("/").pop();
-  img.loading = "lazy";
-  link.append(img);
   const caption = document.createElement("figcaption");
   const badge = document.createElement("span");
   badge.className = "badge";
