@@ -13,14 +13,23 @@ from typing import Annotated
 import typer
 from pixfind.api import commands as api_commands
 from pixfind.indexer import commands as indexer_commands
+from pixfind.search import dupcommand
 from pixfind.search.cli_common import (
+    AfterOpt,
+    BeforeOpt,
     DeviceOpt,
+    FolderOpt,
+    MinHeightOpt,
+    MinWidthOpt,
     ModelOpt,
     PretrainedOpt,
+    Print0Opt,
+    TypeOpt,
     choose_index,
     err,
     index_home,
     out,
+    write_paths,
 )
 from pixfind.search.errors import PixfindError
 from pixfind.search.models import requested_spec
@@ -47,7 +56,10 @@ def optional_value(args: list[str], option: str, choices, implied: str) -> list[
 class App(TyperGroup):
     """Every command: a library error becomes one clear line and exit code 1; Ctrl-C 130."""
 
-    ORDER = ("index", "watch", "search", "status", "doctor", "models", "serve", "demo", "demo-data")
+    ORDER = (
+        "index", "watch", "search", "duplicates", "status", "doctor", "models", "serve",
+        "demo", "demo-data",
+    )  # fmt: skip
 
     def list_commands(self, ctx):  # the everyday commands first, in the order people use them
         names = super().list_commands(ctx)
@@ -80,6 +92,7 @@ app = typer.Typer(
 app.add_typer(indexer_commands.app)  # index (indexer/commands.py)
 app.add_typer(train_commands.app)  # demo-data, train, eval, demo (train/commands.py)
 app.add_typer(api_commands.app)  # serve (api/commands.py)
+app.add_typer(dupcommand.app)  # duplicates (search/dupcommand.py)
 api_commands.plug_watcher(indexer_commands.watch_beside_server)  # serve --watch
 
 
@@ -117,9 +130,7 @@ def search_cmd(
     paths_only: Annotated[
         bool, typer.Option("--paths", help="One path per line, for piping.")
     ] = False,
-    print0: Annotated[
-        bool, typer.Option("--print0", help="Paths ended by NUL, for `xargs -0` (any name).")
-    ] = False,
+    print0: Print0Opt = False,
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
     device: DeviceOpt = "auto",
@@ -141,22 +152,12 @@ def search_cmd(
         list[str] | None,
         typer.Option("--subtract-image", help="Steer away from this image (repeatable)."),
     ] = None,
-    folder: Annotated[
-        str | None,
-        typer.Option("--folder", help="Only photos under this folder, or matching a path glob."),
-    ] = None,
-    after: Annotated[
-        str | None, typer.Option("--after", help="Taken on/after this date (YYYY-MM-DD).")
-    ] = None,
-    before: Annotated[
-        str | None, typer.Option("--before", help="Taken on/before this date (YYYY-MM-DD).")
-    ] = None,
-    min_width: Annotated[int, typer.Option("--min-width", help="Minimum width (pixels).")] = 0,
-    min_height: Annotated[int, typer.Option("--min-height", help="Minimum height (pixels).")] = 0,
-    file_type: Annotated[
-        list[str] | None,
-        typer.Option("--type", help="File type(s): jpeg, png, webp, gif... (repeatable)."),
-    ] = None,
+    folder: FolderOpt = None,
+    after: AfterOpt = None,
+    before: BeforeOpt = None,
+    min_width: MinWidthOpt = 0,
+    min_height: MinHeightOpt = 0,
+    file_type: TypeOpt = None,
     min_score: Annotated[
         float | None, typer.Option("--min-score", help="Drop results scoring below this.")
     ] = None,
@@ -229,12 +230,7 @@ def search_cmd(
             ]
         out.print_json(data=payload)
     elif paths_only or print0:
-        end = b"\0" if print0 else b"\n"
-        for h in hits:
-            sys.stdout.buffer.write(h.path.encode("utf-8", "surrogateescape") + end)
-        sys.stdout.flush()
-        if not print0 and any("\n" in h.path for h in hits):
-            err.print("[yellow]warning:[/] a path holds a newline; pipe --print0 to `xargs -0`")
+        write_paths([h.path for h in hits], print0)
     elif not hits:
         out.print("no matches")
     elif not _preview(hits, preview, raws):

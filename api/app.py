@@ -33,7 +33,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect
 
 from .deps import get_settings
-from .routes import images, search, status
+from .routes import duplicates, images, search, status
 from .schemas import ErrorResponse, safe_text
 from .service import FileGone, Service
 from .settings import Settings
@@ -277,7 +277,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app.state.service = service
     install_error_handlers(app)
     install_openapi(app)
-    for router in (search.router, images.router, status.router):
+    for router in (search.router, images.router, status.router, duplicates.router):
         app.include_router(router)
 
     @app.get("/", include_in_schema=False)

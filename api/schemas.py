@@ -69,3 +69,37 @@ class Login(BaseModel):
 class ErrorResponse(BaseModel):
     error: str = Field(description="Machine-readable code, e.g. not_found, payload_too_large")
     detail: str = Field(description="What went wrong and what to do")
+
+
+class DuplicateCopy(BaseModel):
+    id: str = Field(description="Opaque image id (a decimal string)")
+    path: str
+    width: int
+    height: int
+    size: int = Field(description="File size in bytes")
+    taken_at: float = Field(description="EXIF date, else the file's mtime (POSIX seconds)")
+    taken_source: str = Field(description="exif or mtime")
+    file_type: str
+    metadata: int = Field(description="How many of EXIF date, camera, GPS, caption it has")
+    best: bool = Field(description="The copy to keep, by the `keep` rule")
+    same_file: bool = Field(description="Byte-identical to the best copy")
+    distance: int = Field(description="Perceptual-hash bits from the best copy; -1: unknown")
+    thumbnail_url: str
+    image_url: str
+
+
+class DuplicateGroup(BaseModel):
+    kind: str = Field(description="exact (all byte-identical) or near")
+    copies: list[DuplicateCopy] = Field(description="Best copy first")
+
+
+class DuplicatesResponse(BaseModel):
+    threshold: int
+    keep: str
+    photos: int = Field(description="Photos compared (after the filters)")
+    unhashed: int = Field(description="Photos without perceptual hashes: exact copies only")
+    copies: int = Field(description="Photos, in all groups, that are not the best copy")
+    total_groups: int
+    offset: int
+    next_offset: int | None = Field(description="Offset of the next page; null when no more")
+    groups: list[DuplicateGroup]

@@ -18,6 +18,7 @@ import threading
 import time
 from pathlib import Path
 
+from pixfind.search.duplicates import Duplicates, find_duplicates
 from pixfind.search.engine import Results, Searcher
 from pixfind.search.errors import BadQuery, IndexMismatch, NotFound
 from pixfind.search.images import (
@@ -31,7 +32,7 @@ from pixfind.search.query import Query
 from pixfind.search.raw import raw_kind
 from pixfind.search.status import IndexStatus, index_status
 from pixfind.search.store import META_KEY
-from pixfind.search.types import ImageRecord, ModelInfo
+from pixfind.search.types import Filters, ImageRecord, ModelInfo
 
 from .settings import THUMBNAIL_SIZES, Settings
 
@@ -201,6 +202,10 @@ class Service:
 
     def status(self) -> IndexStatus:
         return index_status(self._fresh().store)
+
+    def duplicates(self, filters: Filters | None, threshold: int, keep: str) -> Duplicates:
+        """Groups of copies in the index (search/duplicates.py)."""
+        return find_duplicates(self._fresh().store, filters, threshold, keep)
 
 
 def _why(exc: OSError) -> str:

@@ -212,7 +212,8 @@ def synthetic_store(home: Path, n: int, encoder, seed: int = 0) -> None:
     library's (folders of places and years, camera names, some captions), and their full-text
     index: for query latency at sizes too large to index here."""
     from pixfind.search import keywords
-    from pixfind.search.store import Store, _records_table, path_id
+    from pixfind.search.rows import records_table as _records_table
+    from pixfind.search.store import Store, path_id
     from pixfind.search.types import ImageRecord
 
     rng = np.random.default_rng(seed)

@@ -47,7 +47,8 @@ WORDS = [
 
 
 def make_store(home: Path, n: int):
-    from pixfind.search.store import Store, _records_table, path_id
+    from pixfind.search.rows import records_table as _records_table
+    from pixfind.search.store import Store, path_id
     from pixfind.search.types import ImageRecord, ModelInfo
 
     info = ModelInfo(

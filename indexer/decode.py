@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from pixfind.search.images import DEFAULT_MAX_MEGAPIXELS, DecodeError, decode_bytes, read_stable
 from pixfind.search.metadata import ImageMeta
+from pixfind.search.phash import Hashes, image_hashes
 from pixfind.search.raw import raw_kind
 from pixfind.search.types import FileStat, OcrText
 
@@ -39,6 +40,7 @@ class ImageFacts:
     meta: ImageMeta = field(default_factory=ImageMeta)
     captions: tuple[str, ...] = ()  # sidecars, captions.jsonl, then embedded metadata
     ocr: OcrText | None = None  # None: not read by OCR in this run
+    hashes: Hashes | None = None  # perceptual hashes, for `pixfind duplicates`
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,10 @@ def decode_one(
     except Exception as exc:  # a hostile file must never stop the run
         return Skipped(stat.path, f"preprocessing failed: {type(exc).__name__}: {exc}")
     found = merge_captions(captions.external(stat.path), decoded.meta.captions) if captions else ()
+    try:  # from the image already decoded: a few ms next to decoding it
+        hashes = image_hashes(decoded.image)
+    except Exception:  # never lose a photo for its hash: it is only left out of duplicates
+        hashes = None
     facts = ImageFacts(
         # the stat of the bytes actually read: a file rewritten since the scan is stored as read
         stat=FileStat(stat.path, st.st_mtime, st.st_size),
@@ -98,6 +104,7 @@ def decode_one(
         meta=decoded.meta,
         captions=found,
         ocr=ocr.read(data, raw) if ocr else None,  # the same bytes: text matches vector
+        hashes=hashes,
     )
     return DecodedImage(facts, pixels)
 

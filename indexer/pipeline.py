@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from pixfind.search import keywords
+from pixfind.search import keywords, phash
 from pixfind.search.encoder import Encoder, load_encoder, text_recipe
 from pixfind.search.errors import DamagedIndex
 from pixfind.search.images import DEFAULT_MAX_MEGAPIXELS, register_heif
@@ -30,6 +30,7 @@ from .embed import embed_batch
 from .lock import index_lock
 from .ocr import OcrReader, ocr_reader
 from .plan import Plan, make_plan, under_roots
+from .rehash import fill_hashes, stale_paths
 from .report import IndexReport
 from .scan import confirmed_gone, scan
 from .write import Writer
@@ -173,6 +174,7 @@ def run_index(
         keywords.add_column(store, roots)  # an index from before keywords: filled in place
         if reader:
             keywords.add_ocr_columns(store)
+        phash.add_columns(store)  # an index from before perceptual hashes: filled below
         if on_plan:
             on_plan(plan)
         changed = {s.path for s in plan.changed}
@@ -195,9 +197,14 @@ def run_index(
                     p for p in pending if under_roots(p, targets) and not under_roots(p, unseen)
                 ]
                 _read_text(seen, reader, writer, report, options, stop)
+            skip = {s.path for s in plan.todo} | set(plan.removed) | set(plan.kept)
+            if stale := stale_paths(store, roots + given, skip):  # an older index: hash it
+                report.rehashed = fill_hashes(
+                    store, stale, encoder.image_size, options.workers, lambda: stop.requested
+                )
         if not report.interrupted:
             writing = time.perf_counter()
-            if report.embedded or report.removed or report.ocr_read:
+            if report.embedded or report.removed or report.ocr_read or report.rehashed:
                 store.compact()  # also folds new rows into the keyword index
             keywords.update_index(store)  # built when missing, else a no-op
             stages.write += time.perf_counter() - writing

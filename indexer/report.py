@@ -39,6 +39,7 @@ class IndexReport:
     captioned: int = 0  # images written with at least one caption
     ocr_read: int = 0  # photos whose text OCR read (--ocr)
     ocr_found: int = 0  # ... in which it found words
+    rehashed: int = 0  # rows of an older index given their perceptual hashes (no re-embedding)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     # folders (and roots) that could not be listed: their indexed photos are kept (``kept``)
     unreadable: list[tuple[str, str]] = field(default_factory=list)
@@ -74,6 +75,11 @@ class IndexReport:
         from pixfind.search.types import printable_path
 
         lines = list(self.notes)
+        if self.rehashed:
+            lines.append(
+                f"gave {self.rehashed} photos indexed by an older pixfind their perceptual "
+                "hashes, for `pixfind duplicates` (decoded again, not re-embedded)"
+            )
         for given, real in self.aliases:
             lines.append(
                 f"indexed {printable_path(given)} as {printable_path(real)} (a symlink: real "
@@ -126,6 +132,7 @@ class IndexReport:
             "ocr_read": self.ocr_read,
             "ocr_found": self.ocr_found,
             "ocr_ms_per_photo": round(self.ocr_ms_per_photo, 1),
+            "rehashed": self.rehashed,
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
             "unreadable": [{"path": p, "reason": r} for p, r in self.unreadable],
             "kept_unseen": self.kept,

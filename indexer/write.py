@@ -79,7 +79,8 @@ class Writer:
             keywords = [_keywords(im, self.roots) for im in images]
             captions = [im.caption_vectors for im in images]
             ocr = [im.facts.ocr for im in images]
-            self.store.upsert(records, vectors, captions, keywords, ocr)
+            hashes = [im.facts.hashes for im in images]
+            self.store.upsert(records, vectors, captions, keywords, ocr, hashes)
         updated = sum(1 for im in images if im.facts.stat.path in self.changed)
         read = [im.facts.ocr for im in images if im.facts.ocr is not None]
         return WriteResult(

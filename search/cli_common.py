@@ -53,3 +53,36 @@ PretrainedOpt = Annotated[
 DeviceOpt = Annotated[
     str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps.")
 ]
+
+# the filters every command that picks photos takes (search, duplicates)
+FolderOpt = Annotated[
+    str | None,
+    typer.Option("--folder", help="Only photos under this folder, or matching a path glob."),
+]
+AfterOpt = Annotated[
+    str | None, typer.Option("--after", help="Taken on/after this date (YYYY-MM-DD).")
+]
+BeforeOpt = Annotated[
+    str | None, typer.Option("--before", help="Taken on/before this date (YYYY-MM-DD).")
+]
+MinWidthOpt = Annotated[int, typer.Option("--min-width", help="Minimum width (pixels).")]
+MinHeightOpt = Annotated[int, typer.Option("--min-height", help="Minimum height (pixels).")]
+TypeOpt = Annotated[
+    list[str] | None,
+    typer.Option("--type", help="File type(s): jpeg, png, webp, gif... (repeatable)."),
+]
+Print0Opt = Annotated[
+    bool, typer.Option("--print0", help="Paths ended by NUL, for `xargs -0` (any name).")
+]
+
+
+def write_paths(paths, print0: bool) -> None:
+    """One path per line (or NUL-ended with ``print0``), as bytes: any file name survives."""
+    import sys
+
+    end = b"\0" if print0 else b"\n"
+    for path in paths:
+        sys.stdout.buffer.write(path.encode("utf-8", "surrogateescape") + end)
+    sys.stdout.flush()
+    if not print0 and any("\n" in p for p in paths):
+        err.print("[yellow]warning:[/] a path holds a newline; pipe --print0 to `xargs -0`")

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from .errors import IndexMismatch, NoIndex, NotFound, UnusableIndex, backend_errors
 from .types import EncoderSpec, Filters, ImageRecord, ModelInfo, OcrText, is_glob
 
-SCHEMA_VERSION = 2  # + keywords, ocr_* (added in place by `pixfind index`: search/keywords.py)
+SCHEMA_VERSION = 2  # + keywords, ocr_*, phash*: added in place by `pixfind index`
 TABLE = "images"
 META_KEY = b"pixfind"
 RECORD_COLUMNS = [
@@ -98,6 +98,8 @@ def schema_for(info: ModelInfo) -> pa.Schema:
             pa.field("keywords", pa.string()),  # what the full-text index reads
             pa.field("ocr_text", pa.string()),  # text read inside the photo (null: not read)
             pa.field("ocr_lang", pa.string()),  # the OCR's languages (null: not read)
+            pa.field("phash", pa.int64()),  # perceptual hashes (search/phash.py)
+            pa.field("phash_crop", pa.int64()),
             pa.field("vector", pa.list_(pa.float32(), info.dim)),
         ],
         metadata={META_KEY: json.dumps(meta).encode()},
@@ -323,13 +325,19 @@ class Store:
         caption_vectors: Sequence[np.ndarray] | None = None,
         keywords: Sequence[str] | None = None,
         ocr: Sequence[OcrText | None] | None = None,
+        hashes: Sequence[tuple[int, int] | None] | None = None,
     ) -> None:
         """Insert or replace rows by id (= hash of the path), atomically: one LanceDB commit.
         ``caption_vectors[i]``: one row per caption of ``records[i]``; ``keywords[i]``: its
-        keyword text (search/keywords.py); ``ocr[i]``: the text read inside it, if read."""
+        keyword text (search/keywords.py); ``ocr[i]``: the text read inside it, if read;
+        ``hashes[i]``: its perceptual hashes (search/phash.py)."""
         if not records:
             return
-        data = _records_table(records, vectors, self.table.schema, caption_vectors, keywords, ocr)
+        from .rows import records_table
+
+        data = records_table(
+            records, vectors, self.table.schema, caption_vectors, keywords, ocr, hashes
+        )
         with backend_errors(self.home, "writing new rows"):
             (
                 self.table.merge_insert("id")
@@ -418,39 +426,6 @@ class Captioned:
 
 
 FILE_TYPE_ALIASES = {"jpg": "jpeg", "jpe": "jpeg", "jfif": "jpeg", "tif": "tiff", "heic": "heif"}
-
-
-def _records_table(
-    records: Sequence[ImageRecord],
-    vectors: np.ndarray,
-    schema: pa.Schema,
-    caption_vectors: Sequence[np.ndarray] | None = None,
-    keywords: Sequence[str] | None = None,
-    ocr: Sequence[OcrText | None] | None = None,
-) -> pa.Table:
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    dim = vectors.shape[1]
-    cols = {name: [getattr(r, name) for r in records] for name in RECORD_COLUMNS}
-    stored = [stored_path(r.path) for r in records]
-    cols["path"] = [text for text, _ in stored]
-    cols["path_raw"] = [raw for _, raw in stored]
-    cols["captions"] = [list(r.captions) for r in records]
-    cols["has_caption"] = [bool(r.captions) for r in records]
-    caps = list(caption_vectors) if caption_vectors is not None else [None] * len(records)
-    flat = []
-    for rec, cv in zip(records, caps, strict=True):
-        cv = np.zeros((0, dim), np.float32) if cv is None else np.asarray(cv, np.float32)
-        if len(cv) != len(rec.captions):
-            raise ValueError(f"{len(rec.captions)} captions but {len(cv)} caption vectors")
-        flat.append(cv.reshape(-1).tolist())
-    cols["caption_vectors"] = flat
-    cols["keywords"] = list(keywords) if keywords is not None else [None] * len(records)
-    read = list(ocr) if ocr is not None else [None] * len(records)
-    cols["ocr_text"] = [o.text if o else None for o in read]
-    cols["ocr_lang"] = [o.lang if o else None for o in read]
-    arrays = [pa.array(cols[f.name], type=f.type) for f in schema if f.name != "vector"]
-    arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim))
-    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def now() -> float:

@@ -60,10 +60,8 @@ async function loadStatus() {
   }
 }
 
-function card(hit) {
-  const item = document.createElement("figure");
-  item.className = "card";
-  item.dataset.id = hit.id;
+// A photo's thumbnail, linked to the original (search results, duplicates view).
+function thumbLink(hit) {
   const link = document.createElement("a");
   link.href = hit.image_url;
   link.className = "thumb";
@@ -78,6 +76,15 @@ function card(hit) {
     img.height = hit.height;
   }
   link.append(img);
+  return link;
+}
+
+function card(hit) {
+  const item = document.createElement("figure");
+  item.className = "card";
+  item.dataset.id = hit.id;
+  const link = thumbLink(hit);
+  const img = link.firstChild;
   link.addEventListener("click", (event) => {
     event.preventDefault();
     openViewer(hit);

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from pixfind.api.app import create_app
 from pixfind.api.settings import Settings
 from pixfind.indexer import IndexOptions, run_index
@@ -208,5 +209,48 @@ def test_matched_words_are_highlighted_under_the_thumbnail(browser, tmp_path):
             assert "folder" in cards.nth(i).locator(".matched").text_content()
         assert cards.nth(4).locator(".matched").count() == 0  # no words matched there
         page.screenshot(path=str(ARTIFACTS / "web-matched-words.png"))
+        page.close()
+    assert problems == []
+
+
+def test_duplicates_view_shows_groups_best_copy_marked(browser, tmp_path):
+    folder = tmp_path / "photos"
+    for i in range(8):
+        make_picture(folder / f"IMG_{i:04d}.jpg", seed=i, size=(320, 240))
+    (folder / "copy of IMG_0001.jpg").write_bytes((folder / "IMG_0001.jpg").read_bytes())
+    with Image.open(folder / "IMG_0002.jpg") as img:
+        img.resize((160, 120)).save(folder / "IMG_0002 small.png")
+    spec = EncoderSpec(TINY[0], None)
+    run_index(tmp_path / "index", IndexOptions(roots=[str(folder)], workers=0), spec=spec)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with live_server(create_app(Settings(index=tmp_path / "index"))) as base:
+        page, problems = open_page(browser, base)
+        page.click("#dups-button")
+        page.wait_for_selector(".dup-group")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.dup-copy img')]"
+            ".every(i => i.complete && i.naturalWidth > 0)"
+        )
+        groups = page.locator(".dup-group")
+        assert groups.count() == 2 and "?view=duplicates" in page.url
+        for i in range(2):  # two photos each, the first one the best copy, framed
+            copies = groups.nth(i).locator(".dup-copy")
+            assert copies.count() == 2
+            assert copies.first.locator(".badge").text_content() == "Best copy"
+            assert "best" in copies.first.get_attribute("class")
+            assert "best" not in copies.nth(1).get_attribute("class")
+        best = {groups.nth(i).locator(".dup-copy .path").first.text_content() for i in range(2)}
+        assert str(folder / "IMG_0002.jpg") in best  # the larger one, not the small PNG
+        assert "320×240" in page.text_content(".dup-group")
+        assert "2 groups of duplicates" in page.text_content("#message")
+        page.screenshot(path=str(ARTIFACTS / "web-duplicates.png"), full_page=True)
+
+        # a search leaves the view; reloading ?view=duplicates opens it again
+        page.fill("#q", "a red circle")
+        page.press("#q", "Enter")
+        page.wait_for_function(IMAGES_LOADED, arg=4)
+        assert page.is_hidden("#dups")
+        page.goto(base + "/?view=duplicates")
+        page.wait_for_selector(".dup-group")
         page.close()
     assert problems == []
