@@ -17,6 +17,7 @@ from pixfind.search.cli_common import (
     DeviceOpt,
     ModelOpt,
     PretrainedOpt,
+    RuntimeOpt,
     choose_index,
     err,
     index_home,
@@ -123,6 +124,7 @@ def search_cmd(
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
     device: DeviceOpt = "auto",
+    runtime: RuntimeOpt = None,
     add: Annotated[
         list[str] | None,
         typer.Option("--add", "-a", help="Also look for this (repeatable; weight: '2:beach')."),
@@ -218,7 +220,8 @@ def search_cmd(
         caption_weight=caption_weight,
         mode=mode,
     )
-    hits = Searcher(home(), requested_spec(model, pretrained), device).run(request).hits
+    searcher = Searcher(home(), requested_spec(model, pretrained), device, runtime=runtime)
+    hits = searcher.run(request).hits
     raws = {} if paths_only or print0 else raw_siblings([h.path for h in hits])
     if as_json:
         results = [h.to_dict() | ({"raw": raws[h.path]} if h.path in raws else {}) for h in hits]

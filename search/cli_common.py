@@ -53,3 +53,11 @@ PretrainedOpt = Annotated[
 DeviceOpt = Annotated[
     str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps.")
 ]
+RuntimeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--runtime",
+        help="auto (ONNX Runtime on the CPU once its export passed, torch on GPUs), torch, "
+        "onnx. Default: $PIXFIND_RUNTIME or auto.",
+    ),
+]

@@ -67,10 +67,12 @@ class Searcher:
         spec: EncoderSpec | None = None,
         device: str = "auto",
         cold: bool = True,
+        runtime: str | None = None,
     ):
         self.home = resolve_home(home)
         Store.require(self.home)
         self.device = device
+        self.runtime = runtime  # auto | torch | onnx; None: PIXFIND_RUNTIME (search/onnxrt.py)
         self.caption_weight = DEFAULT_CAPTION_WEIGHT
         self.calibrate = True  # caption similarities on the image scores' scale
         self._requested = spec
@@ -101,7 +103,7 @@ class Searcher:
     @property
     def encoder(self) -> Encoder:
         if self._encoder is None:
-            encoder = load_encoder(self.spec, self.device)
+            encoder = load_encoder(self.spec, self.device, self.runtime)
             self.store.check_model(encoder.info)
             self._encoder = encoder
         return self._encoder
@@ -112,7 +114,7 @@ class Searcher:
         if self._encoder is not None:
             return self._encoder
         if self._text_encoder is None:
-            encoder = load_text_encoder(self.spec, self.device)
+            encoder = load_text_encoder(self.spec, self.device, self.runtime)
             if encoder.dim != self.store.info.dim:
                 raise IndexMismatch(
                     f"{self.spec.label} encodes {encoder.dim}-d vectors but the index at "
@@ -170,7 +172,7 @@ class Searcher:
         self._cold_allowed = False  # once: a searcher that stays loads the warm path
         return text_search(
             self.home, text, want, min_score=query.min_score, sort="score",
-            caption_weight=self._weight(query), device=self.device,
+            caption_weight=self._weight(query), device=self.device, runtime=self.runtime,
         )  # fmt: skip
 
     def mode(self, query: Query) -> str:
@@ -385,6 +387,7 @@ def open_index(
     model: str | None = None,
     pretrained: str | None = None,
     device: str = "auto",
+    runtime: str | None = None,
 ) -> Searcher:
     """Open an index for searching: ``open_index("~/.local/share/pixfind").search("a dog")``."""
-    return Searcher(home, requested_spec(model, pretrained), device)
+    return Searcher(home, requested_spec(model, pretrained), device, runtime=runtime)

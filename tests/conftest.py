@@ -91,6 +91,13 @@ def _quiet_threads(monkeypatch):
     os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
+@pytest.fixture(autouse=True)
+def _torch_runtime(monkeypatch):
+    """Tests run torch unless they ask for ONNX (tests/*/test_onnx*.py): an export per test
+    model would cost seconds each."""
+    monkeypatch.setenv("PIXFIND_RUNTIME", "torch")
+
+
 # -- the trained demo model (issue 3): trained once per test session ----------------------------
 DEMO_SEED = 0
 

@@ -16,8 +16,10 @@ snapshot, a model without a recipe. ``PIXFIND_FAST_PATH=0`` turns it off.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
+from ..onnxrt import OnnxTextTower, choose_runtime
 from ..types import Hit
 from . import snapshot
 from .texttower import PlainTextTower, fast_path_enabled
@@ -32,15 +34,16 @@ def text_search(
     sort: str = "score",
     caption_weight: float | None = None,
     device: str = "auto",
+    runtime: str | None = None,
 ) -> list[Hit] | None:
     """Hits for a plain text query from the snapshot, or None: use Searcher instead."""
     try:
-        return _text_search(Path(home), text, k, min_score, sort, caption_weight, device)
+        return _text_search(Path(home), text, k, min_score, sort, caption_weight, device, runtime)
     except Exception:  # noqa: BLE001 - a shortcut must never be the reason a search fails
         return None
 
 
-def _text_search(home, text, k, min_score, sort, caption_weight, device) -> list[Hit] | None:
+def _text_search(home, text, k, min_score, sort, caption_weight, device, runtime):
     from ..engine import DEFAULT_CAPTION_WEIGHT
     from ..index import INDEX_DIR, VectorIndex
     from ..query import MAX_QUERY_CHARS, SORTS
@@ -59,12 +62,7 @@ def _text_search(home, text, k, min_score, sort, caption_weight, device) -> list
         return None
     if meta["captioned_rows"] and weight > 0:
         return None
-    import torch
-
-    mps = getattr(torch.backends, "mps", None)
-    if device == "auto" and (torch.cuda.is_available() or (mps and mps.is_available())):
-        return None  # the ordinary path encodes on the GPU
-    tower = PlainTextTower.load(meta["recipe"])
+    tower = text_tower(meta["recipe"], device, runtime)
     if tower is None or tower.dim != meta["dim"]:
         return None
     index = VectorIndex.load(directory)
@@ -88,3 +86,25 @@ def _text_search(home, text, k, min_score, sort, caption_weight, device) -> list
     if set(found) != {c.id for c in candidates}:
         return None
     return make_hits(candidates, found, sort, 0.0)
+
+
+def text_tower(recipe: dict, device: str, runtime: str | None) -> OnnxTextTower | PlainTextTower:
+    """The snapshot's ONNX text tower where the runtime is ONNX (no torch imported), else
+    the plain torch tower; None where the ordinary path encodes on a GPU."""
+    gpu = device == "auto" and _gpu_present()
+    if choose_runtime(runtime, "cuda" if gpu else "cpu") == "onnx":
+        tower = OnnxTextTower.load(recipe.get("onnx"))
+        if tower is not None:
+            return tower
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)
+    if device == "auto" and (torch.cuda.is_available() or (mps and mps.is_available())):
+        return None  # the ordinary path encodes on the GPU
+    return PlainTextTower.load(recipe)
+
+
+def _gpu_present() -> bool:
+    """Whether torch might find a GPU, without importing torch: NVIDIA's device files, or a
+    Mac (MPS). A false alarm only costs the torch check."""
+    return sys.platform == "darwin" or Path("/dev/nvidiactl").exists()

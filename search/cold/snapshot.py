@@ -110,9 +110,10 @@ def damage(directory: Path, checksums: dict) -> str | None:
 
 def cache_dir(home: Path) -> Path:
     """Where the FAISS files of an index folder that can't be written are kept."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser()
+    from ..settings import model_cache_dir
+
     key = hashlib.blake2b(str(home).encode("utf-8", "surrogateescape"), digest_size=8)
-    return base / "pixfind" / f"faiss-{key.hexdigest()}"
+    return model_cache_dir() / f"faiss-{key.hexdigest()}"
 
 
 def versions_dir(home: Path) -> Path:
