@@ -203,6 +203,10 @@ def _figures(meta: dict) -> str:
 
 
 def _export_checked(encoder: Encoder, directory: Path, sample) -> OnnxTowers | None:
+    warn_once(
+        f"exporting {encoder.spec.label} to ONNX Runtime into {directory.parent} "
+        "(once per model; checked against torch)"
+    )
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
     meta = {

@@ -105,22 +105,23 @@ def test_failed_export_falls_back_to_torch_with_one_warning(photos, monkeypatch,
         assert np.allclose(vectors, encoder.torch_encode_image(batch), atol=1e-6)
     meta = read_manifest(onnxexport.export_root() / "broken-export")
     assert meta["passed"] is False and "can't be traced" in meta["error"]
-    warnings = [line for line in capsys.readouterr().err.splitlines() if "ONNX" in line]
-    assert len(warnings) == 1 and "using torch" in warnings[0]
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "using torch" in line]
+    assert len(warnings) == 1 and "can't be traced" in warnings[0]
 
 
-def _cold_query(home: Path, text: str, env: dict) -> dict:
+def _query(home: Path, text: str, env: dict, mode: str | None = "vector") -> dict:
     code = (
         "import json, sys\n"
         "from pixfind.search.engine import Searcher\n"
         "from pixfind.search.query import Query\n"
-        "r = Searcher(sys.argv[1]).run(Query.text(sys.argv[2], k=5, mode='vector'))\n"
+        "mode = sys.argv[3] or None\n"
+        "r = Searcher(sys.argv[1]).run(Query.text(sys.argv[2], k=5, mode=mode))\n"
         "heavy = [m for m in ('torch', 'open_clip', 'lancedb') if m in sys.modules]\n"
-        "print(json.dumps({'path': r.path, 'ids': [h.id for h in r.hits],\n"
+        "print(json.dumps({'path': r.path, 'mode': r.mode, 'ids': [h.id for h in r.hits],\n"
         "                  'scores': [h.score for h in r.hits], 'imported': heavy}))\n"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code, str(home), text],
+        [sys.executable, "-c", code, str(home), text, mode or ""],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -140,7 +141,7 @@ def test_cold_query_on_onnx_never_imports_torch(tmp_path, cache):
     home = tmp_path / "index"
     run_index(home, IndexOptions(roots=[root]), EncoderSpec("pixfind-tiny", None), "cpu")
     env = {"XDG_CACHE_HOME": str(cache), "PIXFIND_RUNTIME": "auto"}
-    cold = _cold_query(home, "a red circle", env)
+    cold = _query(home, "a red circle", env)
     assert cold["path"] == "cold" and cold["imported"] == []
     # the same hits as torch on the warm path
     warm = Searcher(home, cold=False, runtime="torch").run(
@@ -149,6 +150,12 @@ def test_cold_query_on_onnx_never_imports_torch(tmp_path, cache):
     assert cold["ids"] == [h.id for h in warm.hits]
     assert np.allclose(cold["scores"], [h.score for h in warm.hits], atol=1e-4)
     # forcing torch: random weights have no plain-tower recipe, so the warm path answers
-    forced = _cold_query(home, "a red circle", {**env, "PIXFIND_RUNTIME": "torch"})
+    forced = _query(home, "a red circle", {**env, "PIXFIND_RUNTIME": "torch"})
     assert forced["path"] == "warm" and "torch" in forced["imported"]
     assert forced["ids"] == cold["ids"]
+    # hybrid (the default with a keyword index) needs LanceDB's full-text search: the warm
+    # path, with the snapshot's ONNX text tower, still without torch or open_clip
+    hybrid = _query(home, "p03 red circle", env, mode=None)
+    assert hybrid["mode"] == "hybrid" and hybrid["imported"] == ["lancedb"]
+    warm = Searcher(home, runtime="torch").run(Query.text("p03 red circle", k=5))
+    assert warm.mode == "hybrid" and hybrid["ids"] == [h.id for h in warm.hits]
