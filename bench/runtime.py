@@ -139,7 +139,7 @@ def main() -> None:
     print(f"export {exported:.1f} s; parity (least cosine ONNX vs torch): {parity}")
 
     queries = encoder.torch_encode_texts(captions(args.queries))
-    report: dict[str, dict] = {}
+    report: dict[tuple[str, int], dict] = {}
     for n_threads in threads:
         torch.set_num_threads(n_threads)
         fns = variants(encoder, folder, n_threads)
@@ -153,18 +153,18 @@ def main() -> None:
                 len(set(a) & set(b)) / 10 for a, b in zip(ranks, reference, strict=True)
             )
             speeds = {b: rate(fn, pixels, b, args.seconds) for b in batches}
-            report[f"{name} | {n_threads} threads"] = {"speeds": speeds, "overlap": overlap}
+            report[name, n_threads] = {"speeds": speeds, "overlap": overlap}
     load_end = os.getloadavg()
 
     print(f"load average at start {load_start[0]:.2f}, at end {load_end[0]:.2f} (2 cores)")
     head = " | ".join(f"batch {b} img/s (x torch)" for b in batches)
-    print(f"| runtime | {head} | top-10 overlap vs torch fp32 |")
-    for name, row in report.items():
-        base = report[f"torch eager fp32 | {name.rsplit('| ', 1)[1]}"]["speeds"]
+    print(f"| runtime | threads | {head} | top-10 overlap vs torch fp32 |")
+    for (name, n_threads), row in report.items():
+        base = report["torch eager fp32", n_threads]["speeds"]
         cells = " | ".join(
             f"{row['speeds'][b]:.1f} ({row['speeds'][b] / base[b]:.2f}x)" for b in batches
         )
-        print(f"| {name} | {cells} | {row['overlap']:.3f} |")
+        print(f"| {name} | {n_threads} | {cells} | {row['overlap']:.3f} |")
 
 
 if __name__ == "__main__":

@@ -242,7 +242,6 @@ def text_recipe(spec: EncoderSpec) -> dict | None:
     fetches the weights into the local cache where they aren't yet: call it once the model
     is loaded (or loading it is the next step anyway)."""
     from .cold.texttower import RECIPE_FORMAT, make_recipe
-    from .onnxrt import loaded
 
     identity = spec_identity(spec)
     try:
@@ -250,9 +249,10 @@ def text_recipe(spec: EncoderSpec) -> dict | None:
         recipe = make_recipe(*found[:2], identity, found[2]) if found else None
     except Exception:  # noqa: BLE001 - no recipe only means no shortcut
         recipe = None
-    if identity in loaded:
+    towers = exported_towers(spec)
+    if towers is not None:
         recipe = recipe or {"format": RECIPE_FORMAT, "identity": identity}
-        recipe["onnx"] = loaded[identity].text_entry()
+        recipe["onnx"] = towers.text_entry()
     return recipe
 
 
@@ -322,17 +322,26 @@ def _load_text_cached(
 def onnx_text_tower(spec: EncoderSpec) -> OnnxTextTower | None:
     """The ONNX text tower of an export that passed its parity check, found without
     building the model; None where there is none yet (the indexer exports)."""
+    towers = exported_towers(spec)
+    return towers.text if towers is not None else None
+
+
+def exported_towers(spec: EncoderSpec) -> OnnxTowers | None:
+    """The ONNX towers of ``spec`` loaded in this process, else found in the model cache
+    (a re-index that encodes nothing still records them in the query snapshot)."""
     from .onnxexport import export_dir
     from .onnxrt import load_towers, loaded
 
-    try:
-        towers = load_towers(export_dir(spec))
-    except Exception:  # noqa: BLE001 - no config, no weights file: torch serves
-        towers = None
-    if towers is None:
-        return None
-    loaded[spec_identity(spec)] = towers
-    return towers.text
+    identity = spec_identity(spec)
+    if identity not in loaded:
+        try:
+            towers = load_towers(export_dir(spec))
+        except Exception:  # noqa: BLE001 - no config, no weights file: torch serves
+            towers = None
+        if towers is None:
+            return None
+        loaded[identity] = towers
+    return loaded[identity]
 
 
 def _device_runtime(device: str, runtime: str | None) -> tuple[str, str]:

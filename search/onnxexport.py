@@ -64,8 +64,7 @@ PARITY_CAPTIONS = (
 
 def weights_key(spec: EncoderSpec, cfg: dict | None) -> str:
     """The export's cache key: what makes its numbers (weights, architecture, versions)."""
-    import open_clip
-    import torch
+    from importlib.metadata import version
 
     h = hashlib.blake2b(digest_size=12)
     weights = None
@@ -77,9 +76,10 @@ def weights_key(spec: EncoderSpec, cfg: dict | None) -> str:
     what = (
         f"file:{file_fingerprint(weights)}"
         if weights
-        else f"{spec_identity(spec)}:torch{torch.__version__}"
+        else f"{spec_identity(spec)}:torch{version('torch')}"  # seeded random weights
     )
-    for part in (what, json.dumps(cfg, sort_keys=True), open_clip.__version__, EXPORT_FORMAT):
+    versions = (version("open_clip_torch"), EXPORT_FORMAT)
+    for part in (what, json.dumps(cfg, sort_keys=True), *versions):
         h.update(str(part).encode())
     return h.hexdigest()
 

@@ -1,10 +1,11 @@
 """The cold text query: ``pixfind search "words"`` without importing open_clip or LanceDB.
 
 A fresh query snapshot (search/cold/snapshot.py) holds the records of the FAISS positions
-and the text tower's recipe (search/cold/texttower.py); with them a plain text query needs
-torch, FAISS and pyarrow only: about 1.7 s from process start with ViT-B-32 where the
-ordinary path takes about 4.5 s (bench/cold_cli.py). The results are the ordinary path's,
-hit for hit (tests/e2e/test_fast_query.py).
+and the text tower's recipe: the model's ONNX text tower (search/onnxrt.py) where it was
+exported, and the plain torch tower (search/cold/texttower.py). With the ONNX tower a plain
+text query needs onnxruntime, FAISS and pyarrow only, never torch; with the torch tower,
+torch, FAISS and pyarrow (bench/cold_cli.py compares them). The results are the ordinary
+path's, hit for hit (tests/e2e/test_fast_query.py, tests/e2e/test_onnx_runtime.py).
 
 ``text_search`` returns None whenever the shortcut does not apply or anything about it looks
 off, and the caller then takes the ordinary path, which also gives the proper error messages:

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pixfind.search import onnxexport
+from pixfind.search import onnxexport, onnxrt
+from pixfind.search.cold import snapshot
 from pixfind.search.encoder import _load_cached, load_encoder, load_text_encoder
 from pixfind.search.engine import Searcher
+from pixfind.search.index import INDEX_DIR
 from pixfind.search.onnxrt import MANIFEST, PARITY_MIN, read_manifest
 from pixfind.search.query import Query
 from pixfind.search.types import EncoderSpec
@@ -155,6 +157,11 @@ def test_cold_query_on_onnx_never_imports_torch(tmp_path, cache):
     assert forced["ids"] == cold["ids"]
     # hybrid (the default with a keyword index) needs LanceDB's full-text search: the warm
     # path, with the snapshot's ONNX text tower, still without torch or open_clip
+    # a re-index that encodes nothing (a fresh process: no towers loaded) keeps them named
+    onnxrt.loaded.clear()
+    _load_cached.cache_clear()
+    run_index(home, IndexOptions(roots=[root]), EncoderSpec("pixfind-tiny", None), "cpu")
+    assert "onnx" in snapshot.read_meta(home / INDEX_DIR)["recipe"]
     hybrid = _query(home, "p03 red circle", env, mode=None)
     assert hybrid["mode"] == "hybrid" and hybrid["imported"] == ["lancedb"]
     warm = Searcher(home, runtime="torch").run(Query.text("p03 red circle", k=5))
