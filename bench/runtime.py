@@ -55,12 +55,13 @@ def ort_session(path: Path, threads: int, optimize: bool):
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as pixfind
     level = ort.GraphOptimizationLevel
     options.graph_optimization_level = level.ORT_ENABLE_ALL if optimize else level.ORT_DISABLE_ALL
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def variants(encoder, folder: Path, threads: int) -> dict:
+def variants(encoder, visual: Path, folder: Path, threads: int) -> dict:
     """name -> fn(pixels float32 tensor) -> unnormalised numpy features."""
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -76,12 +77,10 @@ def variants(encoder, folder: Path, threads: int) -> dict:
             return model.encode_image(x).float().numpy()
 
     int8 = folder / "visual.int8.onnx"
-    quantize_dynamic(
-        folder / "visual.onnx", int8, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8
-    )
+    quantize_dynamic(visual, int8, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
     sessions = {
-        "onnx fp32, no graph optimization": ort_session(folder / "visual.onnx", threads, False),
-        "onnx fp32, graph optimizations": ort_session(folder / "visual.onnx", threads, True),
+        "onnx fp32, no graph optimization": ort_session(visual, threads, False),
+        "onnx fp32, graph optimizations": ort_session(visual, threads, True),
         "onnx int8 dynamic (MatMul)": ort_session(int8, threads, True),
     }
     out = {"torch eager fp32": torch_fp32, "torch bf16 autocast": torch_bf16}
@@ -92,7 +91,6 @@ def variants(encoder, folder: Path, threads: int) -> dict:
 
 def rate(fn, pixels, batch: int, seconds: float) -> float:
     """Images per second encoding ``pixels`` in batches, for at least ``seconds``."""
-    fn(pixels[:batch])  # warm up (allocations, kernels)
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds or done == 0:
         at = done % max(1, len(pixels) - batch + 1)
@@ -114,12 +112,13 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--threads", default="2", help="comma-separated thread counts")
     ap.add_argument("--batches", default="1,8,32", help="comma-separated batch sizes")
-    ap.add_argument("--seconds", type=float, default=4.0, help="per speed measurement")
+    ap.add_argument("--seconds", type=float, default=6.0, help="per speed measurement")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     args = ap.parse_args()
 
     import torch
     from pixfind.search import onnxexport
-    from pixfind.search.encoder import load_encoder
+    from pixfind.search.encoder import exported_towers, load_encoder
     from pixfind.search.models import requested_spec
     from pixfind.search.onnxrt import OnnxTowers
 
@@ -130,19 +129,21 @@ def main() -> None:
     encoder = load_encoder(requested_spec(args.model, pretrained), "cpu", "torch")
     paths, pixels = load_photos(encoder, args.photos)
     folder = Path(tempfile.mkdtemp(prefix="pixfind-runtime-"))
-    start = time.perf_counter()
-    text = onnxexport.export_towers(encoder, folder)
-    exported = time.perf_counter() - start
-    manifest = {"dim": encoder.dim, "text": text, "key": "bench"}
-    parity = onnxexport.parity(encoder, OnnxTowers(folder, manifest), pixels[:32])
+    towers = exported_towers(encoder.spec)  # pixfind's own export where there is one
+    if towers is None:
+        start = time.perf_counter()
+        text = onnxexport.export_towers(encoder, folder)
+        print(f"exported in {time.perf_counter() - start:.1f} s")
+        towers = OnnxTowers(folder, {"dim": encoder.dim, "text": text, "key": "bench"})
+    parity = onnxexport.parity(encoder, towers, pixels[:32])
     print(f"model {encoder.spec.label}, {len(paths)} photos, image size {encoder.image_size}")
-    print(f"export {exported:.1f} s; parity (least cosine ONNX vs torch): {parity}")
+    print(f"parity (least cosine ONNX vs torch, {min(32, len(paths))} photos): {parity}")
 
     queries = encoder.torch_encode_texts(captions(args.queries))
     report: dict[tuple[str, int], dict] = {}
     for n_threads in threads:
         torch.set_num_threads(n_threads)
-        fns = variants(encoder, folder, n_threads)
+        fns = variants(encoder, towers.directory / "visual.onnx", folder, n_threads)
         reference = None
         for name, fn in fns.items():
             vectors = np.concatenate([fn(pixels[i : i + 32]) for i in range(0, len(pixels), 32)])
@@ -152,9 +153,17 @@ def main() -> None:
             overlap = statistics.mean(
                 len(set(a) & set(b)) / 10 for a, b in zip(ranks, reference, strict=True)
             )
-            speeds = {b: rate(fn, pixels, b, args.seconds) for b in batches}
-            report[name, n_threads] = {"speeds": speeds, "overlap": overlap}
+            report[name, n_threads] = {"speeds": {b: [] for b in batches}, "overlap": overlap}
+        # speeds interleaved over rounds, so a change of load hits every variant alike
+        for _ in range(args.rounds):
+            for b in batches:
+                for name, fn in fns.items():
+                    fn(pixels[:b])  # warm up (allocations, kernels)
+                    speed = rate(fn, pixels, b, args.seconds / args.rounds)
+                    report[name, n_threads]["speeds"][b].append(speed)
     load_end = os.getloadavg()
+    for row in report.values():
+        row["speeds"] = {b: statistics.median(v) for b, v in row["speeds"].items()}
 
     print(f"load average at start {load_start[0]:.2f}, at end {load_end[0]:.2f} (2 cores)")
     head = " | ".join(f"batch {b} img/s (x torch)" for b in batches)

@@ -158,7 +158,8 @@ class Encoder:
     def onnx_towers(self, sample: torch.Tensor | None = None) -> OnnxTowers | None:
         """This model's ONNX Runtime towers when the runtime is "onnx" and their export
         passed its parity check (search/onnxexport.py): loaded from the model cache, or
-        exported once a ``sample`` of real photos is at hand to check them with."""
+        exported when a ``sample`` of real photos is given to check them with (the indexer
+        does, with its first batch; a query never waits for an export)."""
         if self.runtime != "onnx" or self._onnx_state == "decided":
             return self._onnx
         if sample is None and self._onnx_state == "absent":
@@ -175,7 +176,7 @@ class Encoder:
 
     def encode_image_tensors(self, batch: torch.Tensor) -> np.ndarray:
         """Encode already-preprocessed images (N, 3, H, W)."""
-        towers = self.onnx_towers(batch)
+        towers = self.onnx_towers()
         if towers is not None:
             return towers.image.encode(batch.numpy())
         return self.torch_encode_image(batch)

@@ -65,8 +65,9 @@ def _pixels(encoder, paths):
 def test_export_passes_parity_and_serves(arch, photos):
     encoder = load_encoder(EncoderSpec(arch, None), "cpu", "auto")
     assert encoder.runtime == "onnx"
-    first = encoder.encode_image_tensors(_pixels(encoder, photos[:6]))  # exports, checks
-    towers = encoder.onnx_towers()
+    assert encoder.onnx_towers() is None  # no export yet, and a query never waits for one
+    towers = encoder.onnx_towers(_pixels(encoder, photos[:6]))  # exports, checks on these
+    first = encoder.encode_image_tensors(_pixels(encoder, photos[:6]))
     assert towers is not None, "the export of a small architecture must pass"
     meta = read_manifest(towers.directory)
     assert meta["passed"] and min(meta["parity"].values()) >= PARITY_MIN
@@ -87,8 +88,8 @@ def test_export_passes_parity_and_serves(arch, photos):
 def test_torch_runtime_never_exports(photos, cache):
     encoder = load_encoder(EncoderSpec("pixfind-tiny", None), "cpu", "torch")
     before = set(cache.rglob(MANIFEST))
-    encoder.encode_image_tensors(_pixels(encoder, photos[:2]))
-    assert encoder.onnx_towers() is None and set(cache.rglob(MANIFEST)) == before
+    assert encoder.onnx_towers(_pixels(encoder, photos[:2])) is None
+    assert set(cache.rglob(MANIFEST)) == before
 
 
 def test_failed_export_falls_back_to_torch_with_one_warning(photos, monkeypatch, capsys):
@@ -102,8 +103,8 @@ def test_failed_export_falls_back_to_torch_with_one_warning(photos, monkeypatch,
     for _ in range(2):  # the failure is recorded: a second process doesn't try again
         _load_cached.cache_clear()
         encoder = load_encoder(spec, "cpu", "onnx")
+        assert encoder.onnx_towers(batch) is None
         vectors = encoder.encode_image_tensors(batch)
-        assert encoder.onnx_towers() is None
         assert np.allclose(vectors, encoder.torch_encode_image(batch), atol=1e-6)
     meta = read_manifest(onnxexport.export_root() / "broken-export")
     assert meta["passed"] is False and "can't be traced" in meta["error"]
