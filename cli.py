@@ -24,6 +24,7 @@ from pixfind.search.cli_common import (
     ModelOpt,
     PretrainedOpt,
     Print0Opt,
+    RuntimeOpt,
     TypeOpt,
     choose_index,
     err,
@@ -134,6 +135,7 @@ def search_cmd(
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
     device: DeviceOpt = "auto",
+    runtime: RuntimeOpt = None,
     add: Annotated[
         list[str] | None,
         typer.Option("--add", "-a", help="Also look for this (repeatable; weight: '2:beach')."),
@@ -219,7 +221,8 @@ def search_cmd(
         caption_weight=caption_weight,
         mode=mode,
     )
-    hits = Searcher(home(), requested_spec(model, pretrained), device).run(request).hits
+    searcher = Searcher(home(), requested_spec(model, pretrained), device, runtime=runtime)
+    hits = searcher.run(request).hits
     raws = {} if paths_only or print0 else raw_siblings([h.path for h in hits])
     if as_json:
         results = [h.to_dict() | ({"raw": raws[h.path]} if h.path in raws else {}) for h in hits]

@@ -2,10 +2,15 @@
 
 A 1,000-row index whose model is ViT-B-32/laion2b_s34b_b79k (stand-in RANDOM weights from
 ../shared/tools/standin-hub-cache.py: speed only), with its query snapshot and text-tower
-recipe written as the indexer writes them. Baselines in the same run: the ordinary path
+recipe written as the indexer writes them, the ONNX export of the model in the model cache
+(made once, checked against torch on real photos). The cold path on ONNX Runtime (no torch
+imported) against, in the same run: the cold path on the plain torch text tower
+(PIXFIND_RUNTIME=torch, the cold path before ONNX), the ordinary path
 (PIXFIND_FAST_PATH=0: open_clip's text tower alone, LanceDB for the records), the same loading
 the full model (also PIXFIND_TEXT_TOWER=0, the core's behaviour), and the import floors of
-each (`import torch, faiss` for the fast path; `import torch, open_clip, lancedb`).
+each (`import onnxruntime, faiss, pyarrow`; `import torch, faiss`; `import torch, open_clip,
+lancedb`). ``--importtime`` also prints the slowest imports of one cold query on ONNX
+(``python -X importtime``).
 
     python bench/cold_cli.py --repeat 3
 """
@@ -40,6 +45,7 @@ def run(cmd: list[str], env: dict) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--importtime", action="store_true", help="the slowest imports, ONNX")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "pixfind-standin")
     args = ap.parse_args()
     env = standin_env(args.cache)
@@ -53,19 +59,26 @@ def main() -> None:
         from bench.query_latency import make_store
 
         store, _ = make_store(tmp / "home", 1000)
-        recipe = text_recipe(EncoderSpec("ViT-B-32", "laion2b_s34b_b79k"))
-        if recipe is None:
+        spec = EncoderSpec("ViT-B-32", "laion2b_s34b_b79k")
+        export_onnx(spec)
+        recipe = text_recipe(spec)
+        if recipe is None or "onnx" not in recipe:
             sys.exit("no text-tower recipe for ViT-B-32 (is the stand-in cache complete?)")
         VectorIndex.for_store(store, recipe)
         search = [sys.executable, "-m", "pixfind.cli", "--index", str(tmp / "home"), "search", "x"]
-        ordinary = {**env, "PIXFIND_FAST_PATH": "0"}
+        env = {**env, "PIXFIND_RUNTIME": "auto"}
+        on_torch = {**env, "PIXFIND_RUNTIME": "torch"}
+        ordinary = {**on_torch, "PIXFIND_FAST_PATH": "0"}
         full = {**ordinary, "PIXFIND_TEXT_TOWER": "0"}
         py = sys.executable
+        floor = "import onnxruntime, faiss, pyarrow"
         cases = [
-            ("pixfind search (fast path: snapshot + plain text tower)", search, env),
+            ("pixfind search (cold path: ONNX text tower, no torch)", search, env),
+            ("pixfind search (cold path: plain torch text tower)", search, on_torch),
             ("pixfind search (ordinary path: open_clip text tower)", search, ordinary),
             ("pixfind search (full model: core path)", search, full),
-            ("import torch, faiss (fast path floor)", [py, "-c", "import torch, faiss"], env),
+            (f"{floor} (ONNX cold path floor)", [py, "-c", floor], env),
+            ("import torch, faiss (torch cold path floor)", [py, "-c", "import torch, faiss"], env),
             ("import torch, open_clip, lancedb", [py, "-c", "import torch,open_clip,lancedb"], env),
             ("pixfind --help", [py, "-m", "pixfind.cli", "--help"], env),
         ]
@@ -75,15 +88,45 @@ def main() -> None:
             for name, cmd, e in cases:
                 times[name].append(run(cmd, e))
         print("cold process start -> printed results (2 shared cores: compare within the run)")
+        print(f"load average {os.getloadavg()[0]:.2f} (1 min) at the end")
         ours = statistics.median(times[cases[0][0]])
         for name, _, _ in cases:
             med = statistics.median(times[name])
             print(
                 f"{name} | median {med:.2f} s | min {min(times[name]):.2f} s | "
-                f"vs fast path {med / ours:.2f}x"
+                f"vs ONNX cold path {med / ours:.2f}x"
             )
+        if args.importtime:
+            slowest_imports([py, "-X", "importtime", *search[1:]], env)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def export_onnx(spec) -> None:
+    """The model's ONNX export in the model cache, as the first `pixfind index` makes it."""
+    from pixfind.search.encoder import load_encoder
+
+    from bench.runtime import load_photos
+
+    encoder = load_encoder(spec, "cpu", "onnx")
+    if encoder.onnx_towers(load_photos(encoder, 16)[1]) is None:
+        sys.exit("the ONNX export of the model failed its parity check (see above)")
+
+
+def slowest_imports(cmd: list[str], env: dict, top: int = 12) -> None:
+    """The top-level imports of one cold query by cumulative time (``-X importtime``)."""
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
+    rows = []
+    for line in proc.stderr.splitlines():
+        if line.startswith("import time:") and line.count("|") == 2:
+            _, cumulative, name = line[12:].split("|")
+            top_level = len(name) - len(name.lstrip()) == 1  # nested ones are indented more
+            if cumulative.strip().isdigit() and top_level:
+                rows.append((int(cumulative), name.strip()))
+    total = sum(us for us, _ in rows)
+    print(f"imports of one ONNX cold query: {total / 1e6:.2f} s in all; the slowest:")
+    for us, name in sorted(rows, reverse=True)[:top]:
+        print(f"  {us / 1e6:.3f} s  {name}")
 
 
 if __name__ == "__main__":

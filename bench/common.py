@@ -69,7 +69,8 @@ def standin_env(cache: Path) -> dict:
         if not STANDIN_TOOL.is_file():
             sys.exit(f"{STANDIN_TOOL} not found: can't make stand-in ViT-B-32 weights")
         subprocess.run([sys.executable, str(STANDIN_TOOL), str(cache)], check=True)
-    env = dict(os.environ, HF_HOME=str(cache), HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+    path = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(ROOT)) if p)
+    env = dict(os.environ, HF_HOME=str(cache), HF_HUB_OFFLINE="1", PYTHONPATH=path)
     return env
 
 

@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pixfind.search.cli_common import DeviceOpt, ModelOpt, PretrainedOpt, err, index_home, out
+from pixfind.search.cli_common import (
+    DeviceOpt,
+    ModelOpt,
+    PretrainedOpt,
+    RuntimeOpt,
+    err,
+    index_home,
+    out,
+)
 from pixfind.search.models import requested_spec
 from pixfind.search.settings import passive_omp_threads
 from pixfind.search.types import printable_path
@@ -62,6 +70,7 @@ def index_cmd(
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
     device: DeviceOpt = "auto",
+    runtime: RuntimeOpt = None,
     exclude: ExcludeOpt = None,
     hidden: HiddenOpt = False,
     batch_size: BatchSizeOpt = 0,
@@ -135,6 +144,7 @@ def index_cmd(
             options,
             spec=requested_spec(model, pretrained),
             device=device,
+            runtime=runtime,
             on_plan=on_plan,
             on_progress=on_progress,
         )

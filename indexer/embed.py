@@ -52,6 +52,7 @@ def embed_batch(
         import torch
 
         batch = torch.stack([images[i].pixels for i in fresh])
+        encoder.onnx_towers(batch)  # the first batch exports the ONNX towers, checked on it
         vectors[fresh] = encoder.encode_image_tensors(batch)
     # every caption of the batch in one text-tower call
     texts = [c for im in images for c in im.facts.captions]

@@ -106,6 +106,7 @@ def run_index(
     on_progress: Progress | None = None,
     encoder: Encoder | None = None,
     stop: StopRequest | None = None,
+    runtime: str | None = None,
 ) -> IndexReport:
     """Bring the index at ``home`` up to date with the files under ``options.roots``.
 
@@ -126,7 +127,7 @@ def run_index(
                 spec = existing.info.spec  # an index remembers its model
             elif not options.rebuild:
                 existing.check_spec(spec)
-        encoder = encoder or load_encoder(spec, device)
+        encoder = encoder or load_encoder(spec, device, runtime)
         if options.rebuild or existing is None:
             store = Store.create(home, encoder.info, overwrite=options.rebuild)
         else:

@@ -59,7 +59,7 @@ def open_encoder(home: Path, spec: EncoderSpec | None, device: str) -> Encoder:
         spec = Store.open(home).info.spec
     elif spec is not None and Store.exists(home):
         Store.open(home).check_spec(spec)
-    return load_encoder(spec, device)
+    return load_encoder(spec, device, None)  # PIXFIND_RUNTIME (auto: ONNX on a CPU)
 
 
 class Watcher:

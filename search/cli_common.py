@@ -86,3 +86,13 @@ def write_paths(paths, print0: bool) -> None:
     sys.stdout.flush()
     if not print0 and any("\n" in p for p in paths):
         err.print("[yellow]warning:[/] a path holds a newline; pipe --print0 to `xargs -0`")
+
+
+RuntimeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--runtime",
+        help="auto (ONNX Runtime on the CPU once its export passed, torch on GPUs), torch, "
+        "onnx. Default: $PIXFIND_RUNTIME or auto.",
+    ),
+]

@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
     from .cold.texttower import PlainTextTower
+    from .onnxrt import OnnxTextTower, OnnxTowers
 
 
 def pick_device(device: str = "auto") -> str:
@@ -61,6 +62,7 @@ class Encoder:
         tokenizer: Any,
         device: str,
         model_cfg: dict | None = None,
+        runtime: str = "torch",
     ):
         self.spec = spec
         self.model = model
@@ -71,6 +73,9 @@ class Encoder:
         self.model_cfg = model_cfg
         self._info: ModelInfo | None = None
         self._tower: PlainTextTower | None = None
+        self.runtime = runtime  # "onnx": ONNX Runtime where its export passed (onnx_towers)
+        self._onnx: OnnxTowers | None = None
+        self._onnx_state = "unseen"  # then "absent" (no export yet) or "decided"
 
     @property
     def info(self) -> ModelInfo:
@@ -150,8 +155,33 @@ class Encoder:
         features = torch.nn.functional.normalize(features.float(), dim=-1)
         return features.cpu().numpy().astype(np.float32, copy=False)
 
+    def onnx_towers(self, sample: torch.Tensor | None = None) -> OnnxTowers | None:
+        """This model's ONNX Runtime towers when the runtime is "onnx" and their export
+        passed its parity check (search/onnxexport.py): loaded from the model cache, or
+        exported when a ``sample`` of real photos is given to check them with (the indexer
+        does, with its first batch; a query never waits for an export)."""
+        if self.runtime != "onnx" or self._onnx_state == "decided":
+            return self._onnx
+        if sample is None and self._onnx_state == "absent":
+            return None
+        from .onnxexport import prepare
+        from .onnxrt import loaded
+
+        self._onnx = prepare(self, sample)
+        found = self._onnx is not None
+        self._onnx_state = "decided" if found or sample is not None else "absent"
+        if found:
+            loaded[spec_identity(self.spec)] = self._onnx
+        return self._onnx
+
     def encode_image_tensors(self, batch: torch.Tensor) -> np.ndarray:
         """Encode already-preprocessed images (N, 3, H, W)."""
+        towers = self.onnx_towers()
+        if towers is not None:
+            return towers.image.encode(batch.numpy())
+        return self.torch_encode_image(batch)
+
+    def torch_encode_image(self, batch: torch.Tensor) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
@@ -170,6 +200,12 @@ class Encoder:
         return np.concatenate(out)
 
     def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        towers = self.onnx_towers()
+        if towers is not None:
+            return towers.text.encode_texts(texts, batch_size)
+        return self.torch_encode_texts(texts, batch_size)
+
+    def torch_encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         tower = self.text_tower()
         if tower is not None:
             return tower.encode_texts(texts, batch_size)
@@ -189,7 +225,7 @@ class TextEncoder:
     """Only the text tower of a model, read from its weights file: what a text query needs
     (no image tower built or kept in memory). The same plain tower the cold path runs."""
 
-    def __init__(self, spec: EncoderSpec, tower: PlainTextTower, device: str = "cpu"):
+    def __init__(self, spec: EncoderSpec, tower: PlainTextTower | OnnxTextTower, device="cpu"):
         self.spec = spec
         self.tower = tower
         self.tokenizer = tower.tokenizer
@@ -201,20 +237,24 @@ class TextEncoder:
 
 
 def text_recipe(spec: EncoderSpec) -> dict | None:
-    """The recipe for running this model's text tower without open_clip (search/cold/
-    texttower.py), or None where that would not be exact. For a pretrained tag it fetches the
-    weights into the local cache where they aren't yet: call it once the model is loaded (or
-    loading it is the next step anyway)."""
-    from .cold.texttower import make_recipe
+    """The recipe for running this model's text tower without open_clip: the plain torch
+    tower (search/cold/texttower.py) where that is exact, and the ONNX text tower where one
+    is loaded in this process (search/onnxrt.py); None: neither. For a pretrained tag it
+    fetches the weights into the local cache where they aren't yet: call it once the model
+    is loaded (or loading it is the next step anyway)."""
+    from .cold.texttower import RECIPE_FORMAT, make_recipe
 
+    identity = spec_identity(spec)
     try:
         found = checkpoint_files(spec)
-        if found is None:
-            return None
-        cfg, weights, tokenizer_name = found
-        return make_recipe(cfg, weights, spec_identity(spec), tokenizer_name)
+        recipe = make_recipe(*found[:2], identity, found[2]) if found else None
     except Exception:  # noqa: BLE001 - no recipe only means no shortcut
-        return None
+        recipe = None
+    towers = exported_towers(spec)
+    if towers is not None:
+        recipe = recipe or {"format": RECIPE_FORMAT, "identity": identity}
+        recipe["onnx"] = towers.text_entry()
+    return recipe
 
 
 def _create(spec: EncoderSpec, device: str) -> tuple[Any, Any, Any, dict | None]:
@@ -244,7 +284,7 @@ def _create(spec: EncoderSpec, device: str) -> tuple[Any, Any, Any, dict | None]
 
 
 @functools.lru_cache(maxsize=4)
-def _load_cached(spec: EncoderSpec, device: str) -> Encoder:
+def _load_cached(spec: EncoderSpec, device: str, runtime: str = "torch") -> Encoder:
     try:
         model, preprocess, tokenizer, cfg = _create(spec, device)
     except UnknownModel:
@@ -259,40 +299,87 @@ def _load_cached(spec: EncoderSpec, device: str) -> Encoder:
         )
         raise UnknownModel(f"could not load {spec.label}: {exc}{hint}") from exc
     model.eval()
-    return Encoder(spec, model, preprocess, tokenizer, device, cfg)
+    return Encoder(spec, model, preprocess, tokenizer, device, cfg, runtime)
 
 
 @functools.lru_cache(maxsize=4)
-def _load_text_cached(spec: EncoderSpec, device: str) -> TextEncoder | Encoder:
+def _load_text_cached(
+    spec: EncoderSpec, device: str, runtime: str = "torch"
+) -> TextEncoder | Encoder:
     from .cold.texttower import PlainTextTower
 
-    tower = None
-    if device == "cpu":  # the plain tower is float32 on CPU; other devices use open_clip's
+    tower = onnx_text_tower(spec) if runtime == "onnx" else None
+    # the plain tower is float32 on CPU; other devices use open_clip's
+    if tower is None and device == "cpu":
         try:
             tower = PlainTextTower.load(text_recipe(spec))
         except Exception:  # noqa: BLE001 - any surprise in the shortcut: the full model is right
             tower = None
-    return TextEncoder(spec, tower, device) if tower is not None else _load_cached(spec, device)
+    if tower is not None:
+        return TextEncoder(spec, tower, device)
+    return _load_cached(spec, device, runtime)
+
+
+def onnx_text_tower(spec: EncoderSpec) -> OnnxTextTower | None:
+    """The ONNX text tower of an export that passed its parity check, found without
+    building the model; None where there is none yet (the indexer exports)."""
+    towers = exported_towers(spec)
+    return towers.text if towers is not None else None
+
+
+def exported_towers(spec: EncoderSpec) -> OnnxTowers | None:
+    """The ONNX towers of ``spec`` loaded in this process, else found in the model cache
+    (a re-index that encodes nothing still records them in the query snapshot)."""
+    from .onnxexport import export_dir
+    from .onnxrt import load_towers, loaded
+
+    identity = spec_identity(spec)
+    if identity not in loaded:
+        try:
+            towers = load_towers(export_dir(spec))
+        except Exception:  # noqa: BLE001 - no config, no weights file: torch serves
+            towers = None
+        if towers is None:
+            return None
+        loaded[identity] = towers
+    return loaded[identity]
+
+
+def _device_runtime(device: str, runtime: str | None) -> tuple[str, str]:
+    """(device, runtime) to load with: a forced ONNX runtime runs on the CPU."""
+    from .onnxrt import choose_runtime
+
+    if device == "auto" and (runtime or get_settings().runtime) == "onnx":
+        device = "cpu"
+    device = pick_device(device)
+    return device, choose_runtime(runtime, device)
 
 
 def load_text_encoder(
-    spec: EncoderSpec | None = None, device: str = "auto"
+    spec: EncoderSpec | None = None, device: str = "auto", runtime: str | None = "torch"
 ) -> TextEncoder | Encoder:
     """An encoder for text queries: the text tower alone, read from the weights file, where
     that is exact (a text search never builds or keeps the image tower), else the full model
     (random weights, custom or Hugging Face text towers, GPUs)."""
     spec = spec or DEFAULT_SPEC
     spec = resolve_spec(spec.model, spec.pretrained)
+    device, runtime = _device_runtime(device, runtime)
     if not get_settings().text_tower:  # the full model (benchmark baseline)
-        return _load_cached(spec, pick_device(device))
-    return _load_text_cached(spec, pick_device(device))
+        return _load_cached(spec, device, runtime)
+    return _load_text_cached(spec, device, runtime)
 
 
-def load_encoder(spec: EncoderSpec | None = None, device: str = "auto") -> Encoder:
-    """Load (once per process) the encoder for a spec. Validates the spec first."""
+def load_encoder(
+    spec: EncoderSpec | None = None, device: str = "auto", runtime: str | None = "torch"
+) -> Encoder:
+    """Load (once per process) the encoder for a spec. Validates the spec first.
+
+    ``runtime`` "auto" (None: PIXFIND_RUNTIME) or "onnx" encodes with ONNX Runtime on the
+    CPU once its export passed (search/onnxexport.py); "torch" (training, evaluation) never
+    exports."""
     spec = spec or DEFAULT_SPEC
     spec = resolve_spec(spec.model, spec.pretrained)
-    return _load_cached(spec, pick_device(device))
+    return _load_cached(spec, *_device_runtime(device, runtime))
 
 
 def save_model_dir(

@@ -67,10 +67,12 @@ class Searcher:
         spec: EncoderSpec | None = None,
         device: str = "auto",
         cold: bool = True,
+        runtime: str | None = None,
     ):
         self.home = resolve_home(home)
         Store.require(self.home)
         self.device = device
+        self.runtime = runtime  # auto | torch | onnx; None: PIXFIND_RUNTIME (search/onnxrt.py)
         self.caption_weight = DEFAULT_CAPTION_WEIGHT
         self.calibrate = True  # caption similarities on the image scores' scale
         self._requested = spec
@@ -79,6 +81,7 @@ class Searcher:
         self._spec: EncoderSpec | None = None
         self._encoder: Encoder | None = None
         self._text_encoder: TextEncoder | Encoder | None = None
+        self._from_snapshot = False  # the text encoder came from the query snapshot (ONNX)
         self._index: VectorIndex | None = None
         self._captioned: tuple[int, Captioned] | None = None
         self._keywords: tuple[int, bool] | None = None
@@ -101,7 +104,7 @@ class Searcher:
     @property
     def encoder(self) -> Encoder:
         if self._encoder is None:
-            encoder = load_encoder(self.spec, self.device)
+            encoder = load_encoder(self.spec, self.device, self.runtime)
             self.store.check_model(encoder.info)
             self._encoder = encoder
         return self._encoder
@@ -112,7 +115,9 @@ class Searcher:
         if self._encoder is not None:
             return self._encoder
         if self._text_encoder is None:
-            encoder = load_text_encoder(self.spec, self.device)
+            encoder = self._snapshot_text_encoder() or load_text_encoder(
+                self.spec, self.device, self.runtime
+            )
             if encoder.dim != self.store.info.dim:
                 raise IndexMismatch(
                     f"{self.spec.label} encodes {encoder.dim}-d vectors but the index at "
@@ -122,11 +127,32 @@ class Searcher:
             self._text_encoder = encoder
         return self._text_encoder
 
+    def _snapshot_text_encoder(self) -> TextEncoder | None:
+        """The ONNX text tower the query snapshot names, for the index's own model on the
+        CPU: a hybrid or filtered text query then imports neither torch nor open_clip."""
+        from .cold.fastpath import text_tower
+        from .cold.snapshot import read_meta
+        from .index import INDEX_DIR
+
+        if self._requested is not None or self.device not in ("auto", "cpu"):
+            return None
+        meta = read_meta(self.home / INDEX_DIR) or {}
+        recipe = meta.get("recipe") or {}
+        if meta.get("identity") != self.store.info.identity or "onnx" not in recipe:
+            return None
+        tower = text_tower({"onnx": recipe["onnx"]}, self.device, self.runtime)
+        if tower is None or tower.dim != self.store.info.dim:
+            return None
+        self._from_snapshot = True
+        return TextEncoder(self.store.info.spec, tower, "cpu")
+
     @property
     def index(self) -> VectorIndex:
         if self._index is None or self._index.infos.store_version != self.store.version:
             # with a model loaded, a rebuilt snapshot can say how to run its text tower
-            loaded = self._encoder is not None or self._text_encoder is not None
+            loaded = self._encoder is not None or (
+                self._text_encoder is not None and not self._from_snapshot
+            )
             recipe = text_recipe(self.spec) if loaded else None
             self._index = VectorIndex.for_store(self.store, recipe)
             if self.device.startswith("cuda"):
@@ -170,7 +196,7 @@ class Searcher:
         self._cold_allowed = False  # once: a searcher that stays loads the warm path
         return text_search(
             self.home, text, want, min_score=query.min_score, sort="score",
-            caption_weight=self._weight(query), device=self.device,
+            caption_weight=self._weight(query), device=self.device, runtime=self.runtime,
         )  # fmt: skip
 
     def mode(self, query: Query) -> str:
@@ -385,6 +411,7 @@ def open_index(
     model: str | None = None,
     pretrained: str | None = None,
     device: str = "auto",
+    runtime: str | None = None,
 ) -> Searcher:
     """Open an index for searching: ``open_index("~/.local/share/pixfind").search("a dog")``."""
-    return Searcher(home, requested_spec(model, pretrained), device)
+    return Searcher(home, requested_spec(model, pretrained), device, runtime=runtime)

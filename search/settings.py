@@ -43,6 +43,7 @@ class Settings:
     log: str = "critical"  # PIXFIND_LOG: level of the libraries' own log lines
     fast_path: bool = True  # PIXFIND_FAST_PATH=0: no cold path, no query snapshot
     text_tower: bool = True  # PIXFIND_TEXT_TOWER=0: text queries load the full model
+    runtime: str = "auto"  # PIXFIND_RUNTIME: auto | torch | onnx (search/onnxrt.py)
     index_kind: str = "auto"  # PIXFIND_INDEX_KIND: auto | flat | ivfpq | hnsw
     index_memory_mb: float = MEMORY_BUDGET_MB  # PIXFIND_INDEX_MEMORY_MB
     flat_max_rows: int = FLAT_MAX_ROWS  # PIXFIND_FLAT_MAX_ROWS
@@ -66,6 +67,7 @@ class Settings:
             log=env.get("PIXFIND_LOG", "critical"),
             fast_path=_flag(env, "PIXFIND_FAST_PATH"),
             text_tower=_flag(env, "PIXFIND_TEXT_TOWER"),
+            runtime=(env.get("PIXFIND_RUNTIME") or "auto").lower(),
             index_kind=(env.get("PIXFIND_INDEX_KIND") or "auto").lower(),
             index_memory_mb=_number(env, "PIXFIND_INDEX_MEMORY_MB", MEMORY_BUDGET_MB),
             flat_max_rows=int(_number(env, "PIXFIND_FLAT_MAX_ROWS", FLAT_MAX_ROWS)),
@@ -96,6 +98,13 @@ def default_home() -> Path:
         return home
     xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(xdg).expanduser() / "pixfind"
+
+
+def model_cache_dir() -> Path:
+    """pixfind's model cache (ONNX exports): ``$XDG_CACHE_HOME/pixfind``, else
+    ``~/.cache/pixfind``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "pixfind"
 
 
 def resolve_home(index: str | os.PathLike | None) -> Path:

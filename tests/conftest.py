@@ -91,6 +91,16 @@ def _quiet_threads(monkeypatch):
     os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _torch_runtime():
+    """Tests run torch unless they ask for ONNX (tests/*/test_onnx*.py): an export per test
+    model would cost seconds each, and write into the user's model cache. Session-wide, so
+    that module-scoped fixtures (indexes built once per module) see it too."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PIXFIND_RUNTIME", "torch")
+        yield
+
+
 # -- the trained demo model (issue 3): trained once per test session ----------------------------
 DEMO_SEED = 0
 

@@ -1,10 +1,11 @@
 """The cold text query: ``pixfind search "words"`` without importing open_clip or LanceDB.
 
 A fresh query snapshot (search/cold/snapshot.py) holds the records of the FAISS positions
-and the text tower's recipe (search/cold/texttower.py); with them a plain text query needs
-torch, FAISS and pyarrow only: about 1.7 s from process start with ViT-B-32 where the
-ordinary path takes about 4.5 s (bench/cold_cli.py). The results are the ordinary path's,
-hit for hit (tests/e2e/test_fast_query.py).
+and the text tower's recipe: the model's ONNX text tower (search/onnxrt.py) where it was
+exported, and the plain torch tower (search/cold/texttower.py). With the ONNX tower a plain
+text query needs onnxruntime, FAISS and pyarrow only, never torch; with the torch tower,
+torch, FAISS and pyarrow (bench/cold_cli.py compares them). The results are the ordinary
+path's, hit for hit (tests/e2e/test_fast_query.py, tests/e2e/test_onnx_runtime.py).
 
 ``text_search`` returns None whenever the shortcut does not apply or anything about it looks
 off, and the caller then takes the ordinary path, which also gives the proper error messages:
@@ -16,8 +17,10 @@ snapshot, a model without a recipe. ``PIXFIND_FAST_PATH=0`` turns it off.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
+from ..onnxrt import OnnxTextTower, choose_runtime
 from ..types import Hit
 from . import snapshot
 from .texttower import PlainTextTower, fast_path_enabled
@@ -32,15 +35,16 @@ def text_search(
     sort: str = "score",
     caption_weight: float | None = None,
     device: str = "auto",
+    runtime: str | None = None,
 ) -> list[Hit] | None:
     """Hits for a plain text query from the snapshot, or None: use Searcher instead."""
     try:
-        return _text_search(Path(home), text, k, min_score, sort, caption_weight, device)
+        return _text_search(Path(home), text, k, min_score, sort, caption_weight, device, runtime)
     except Exception:  # noqa: BLE001 - a shortcut must never be the reason a search fails
         return None
 
 
-def _text_search(home, text, k, min_score, sort, caption_weight, device) -> list[Hit] | None:
+def _text_search(home, text, k, min_score, sort, caption_weight, device, runtime):
     from ..engine import DEFAULT_CAPTION_WEIGHT
     from ..index import INDEX_DIR, VectorIndex
     from ..query import MAX_QUERY_CHARS, SORTS
@@ -59,12 +63,7 @@ def _text_search(home, text, k, min_score, sort, caption_weight, device) -> list
         return None
     if meta["captioned_rows"] and weight > 0:
         return None
-    import torch
-
-    mps = getattr(torch.backends, "mps", None)
-    if device == "auto" and (torch.cuda.is_available() or (mps and mps.is_available())):
-        return None  # the ordinary path encodes on the GPU
-    tower = PlainTextTower.load(meta["recipe"])
+    tower = text_tower(meta["recipe"], device, runtime)
     if tower is None or tower.dim != meta["dim"]:
         return None
     index = VectorIndex.load(directory)
@@ -88,3 +87,25 @@ def _text_search(home, text, k, min_score, sort, caption_weight, device) -> list
     if set(found) != {c.id for c in candidates}:
         return None
     return make_hits(candidates, found, sort, 0.0)
+
+
+def text_tower(recipe: dict, device: str, runtime: str | None) -> OnnxTextTower | PlainTextTower:
+    """The snapshot's ONNX text tower where the runtime is ONNX (no torch imported), else
+    the plain torch tower; None where the ordinary path encodes on a GPU."""
+    gpu = device == "auto" and _gpu_present()
+    if choose_runtime(runtime, "cuda" if gpu else "cpu") == "onnx":
+        tower = OnnxTextTower.load(recipe.get("onnx"))
+        if tower is not None:
+            return tower
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)
+    if device == "auto" and (torch.cuda.is_available() or (mps and mps.is_available())):
+        return None  # the ordinary path encodes on the GPU
+    return PlainTextTower.load(recipe)
+
+
+def _gpu_present() -> bool:
+    """Whether torch might find a GPU, without importing torch: NVIDIA's device files, or a
+    Mac (MPS). A false alarm only costs the torch check."""
+    return sys.platform == "darwin" or Path("/dev/nvidiactl").exists()

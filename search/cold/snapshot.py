@@ -110,9 +110,10 @@ def damage(directory: Path, checksums: dict) -> str | None:
 
 def cache_dir(home: Path) -> Path:
     """Where the FAISS files of an index folder that can't be written are kept."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser()
+    from ..settings import model_cache_dir
+
     key = hashlib.blake2b(str(home).encode("utf-8", "surrogateescape"), digest_size=8)
-    return base / "pixfind" / f"faiss-{key.hexdigest()}"
+    return model_cache_dir() / f"faiss-{key.hexdigest()}"
 
 
 def versions_dir(home: Path) -> Path:
@@ -256,9 +257,17 @@ class Records:
     def at(self, positions: list[int]) -> dict[int, HitRecord]:
         if not positions:
             return {}
+        import pyarrow as pa
+
         from ..store import real_path
 
-        rows = self.table.take(np.asarray(positions, np.int64)).to_pylist()
+        # an Arrow array from the numpy buffer: pa.array() and take(list) look for pandas
+        # first, which imports it (0.4-0.5 s of a cold query)
+        index = np.asarray(positions, np.int64)
+        rows = self.table.take(
+            pa.Array.from_buffers(pa.int64(), len(index), [None, pa.py_buffer(index)])
+        )
+        rows = rows.to_pylist()
         return {
             int(r["id"]): HitRecord(
                 path=real_path(r["path"], r["path_raw"]),

@@ -256,8 +256,8 @@ class PlainTextTower:
     @classmethod
     def load(cls, recipe: dict | None) -> PlainTextTower | None:
         """The tower a recipe describes, or None when the recipe is stale or not exact."""
-        if not recipe or recipe.get("format") != RECIPE_FORMAT:
-            return None
+        if not recipe or recipe.get("format") != RECIPE_FORMAT or not recipe.get("weights"):
+            return None  # no recipe, or one with only an ONNX text tower (search/onnxrt.py)
         path = Path(recipe["weights"])
         try:
             st = path.stat()
@@ -282,15 +282,20 @@ class PlainTextTower:
         """Features at each sequence's end-of-text token (the highest token id, as open_clip's
         argmax pooling), computing only the positions up to the last one: exact under the
         causal mask, which keeps later positions from touching earlier ones."""
+        length = int(tokens.argmax(dim=-1).max()) + 1
+        return self.forward_tokens(tokens[:, :length])
+
+    def forward_tokens(self, tokens) -> Any:
+        """``forward`` of tokens already cut to their length (what the ONNX export traces,
+        search/onnxexport.py: the length is an input dimension there)."""
         import torch
         from torch.nn import functional as F
 
         s, w, heads = self.state, self.arch["width"], self.heads
         pooled_at = tokens.argmax(dim=-1)
-        length = int(pooled_at.max()) + 1
-        x = F.embedding(tokens[:, :length], s["token_embedding.weight"])
+        batch, length = tokens.shape
+        x = F.embedding(tokens, s["token_embedding.weight"])
         x = x + s["positional_embedding"][:length]
-        batch = x.shape[0]
         quick = self.arch["quick_gelu"]
         for ln1w, ln1b, in_w, in_b, out_w, out_b, ln2w, ln2b, fc_w, fc_b, pr_w, pr_b in self.blocks:
             h = F.layer_norm(x, (w,), ln1w, ln1b, 1e-5)

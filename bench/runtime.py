@@ -1,0 +1,180 @@
+"""CPU inference runtimes for the image tower: torch eager against ONNX Runtime, same run.
+
+Variants: torch eager fp32 (the baseline), torch with bf16 autocast (AVX-512 BF16 / AMX),
+ONNX Runtime fp32 without and with graph optimizations, and ONNX Runtime with int8 dynamic
+quantization of the MatMuls (VNNI); each at the thread counts and batch sizes asked for.
+Speed: images per second of preprocessed 224 px photos (the model alone, no decoding).
+Rankings: bf16 and int8 change numbers, so each variant's effect is measured as the top-10
+overlap of text-to-image rankings against torch fp32 on the same photos (queries: captions
+of ../shared/photos). With stand-in random weights (the default, speed only) the overlap
+measures numerical perturbation, not semantics; pass a trained model (``--model DIR`` of
+`pixfind train`/`make demo`) for rankings with meaning. Also prints the parity of the
+export (the check pixfind runs at export: least cosine ONNX vs torch, both towers).
+
+    HF_HOME=/tmp/pixfind-standin HF_HUB_OFFLINE=1 python bench/runtime.py --photos 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import PHOTOS, SHARED  # noqa: E402
+
+
+def load_photos(encoder, n: int):
+    import torch
+    from PIL import Image
+
+    paths = sorted((PHOTOS / "flickr8k").glob("*.jpg"))[:n]
+    if len(paths) < n:
+        sys.exit(f"need {n} photos under {PHOTOS / 'flickr8k'}, found {len(paths)}")
+    return paths, torch.stack([encoder.preprocess(Image.open(p).convert("RGB")) for p in paths])
+
+
+def captions(n: int) -> list[str]:
+    lines = (SHARED / "photos" / "captions.jsonl").read_text().splitlines()
+    step = max(1, len(lines) // n)
+    return [json.loads(line)["caption"] for line in lines[::step][:n]]
+
+
+def ort_session(path: Path, threads: int, optimize: bool):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as pixfind
+    level = ort.GraphOptimizationLevel
+    options.graph_optimization_level = level.ORT_ENABLE_ALL if optimize else level.ORT_DISABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def variants(encoder, visual: Path, folder: Path, threads: int) -> dict:
+    """name -> fn(pixels float32 tensor) -> unnormalised numpy features."""
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model = encoder.model
+
+    def torch_fp32(x):
+        with torch.inference_mode():
+            return model.encode_image(x).numpy()
+
+    def torch_bf16(x):
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            return model.encode_image(x).float().numpy()
+
+    int8 = folder / "visual.int8.onnx"
+    quantize_dynamic(visual, int8, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
+    sessions = {
+        "onnx fp32, no graph optimization": ort_session(visual, threads, False),
+        "onnx fp32, graph optimizations": ort_session(visual, threads, True),
+        "onnx int8 dynamic (MatMul)": ort_session(int8, threads, True),
+    }
+    out = {"torch eager fp32": torch_fp32, "torch bf16 autocast": torch_bf16}
+    for name, session in sessions.items():
+        out[name] = lambda x, s=session: s.run(None, {"pixels": x.numpy()})[0]
+    return out
+
+
+def rate(fn, pixels, batch: int, seconds: float) -> float:
+    """Images per second encoding ``pixels`` in batches, for at least ``seconds``."""
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds or done == 0:
+        at = done % max(1, len(pixels) - batch + 1)
+        fn(pixels[at : at + batch])
+        done += batch
+    return done / (time.perf_counter() - start)
+
+
+def top10(image_vectors: np.ndarray, text_vectors: np.ndarray) -> np.ndarray:
+    norm = image_vectors / np.linalg.norm(image_vectors, axis=1, keepdims=True)
+    return np.argsort(-(text_vectors @ norm.T), axis=1)[:, :10]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="ViT-B-32")
+    ap.add_argument("--pretrained", default="laion2b_s34b_b79k")
+    ap.add_argument("--photos", type=int, default=200, help="photos for the ranking overlap")
+    ap.add_argument("--queries", type=int, default=100)
+    ap.add_argument("--threads", default="2", help="comma-separated thread counts")
+    ap.add_argument("--batches", default="1,8,32", help="comma-separated batch sizes")
+    ap.add_argument("--seconds", type=float, default=6.0, help="per speed measurement")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
+    args = ap.parse_args()
+
+    import torch
+    from pixfind.search import onnxexport
+    from pixfind.search.encoder import exported_towers, load_encoder
+    from pixfind.search.models import requested_spec
+    from pixfind.search.onnxrt import OnnxTowers
+
+    load_start = os.getloadavg()
+    threads = [int(t) for t in args.threads.split(",")]
+    batches = [int(b) for b in args.batches.split(",")]
+    pretrained = None if Path(args.model).is_dir() else args.pretrained
+    encoder = load_encoder(requested_spec(args.model, pretrained), "cpu", "torch")
+    paths, pixels = load_photos(encoder, args.photos)
+    folder = Path(tempfile.mkdtemp(prefix="pixfind-runtime-"))
+    towers = exported_towers(encoder.spec)  # pixfind's own export where there is one
+    if towers is None:
+        start = time.perf_counter()
+        text = onnxexport.export_towers(encoder, folder)
+        print(f"exported in {time.perf_counter() - start:.1f} s")
+        towers = OnnxTowers(folder, {"dim": encoder.dim, "text": text, "key": "bench"})
+    parity = onnxexport.parity(encoder, towers, pixels[:32])
+    print(f"model {encoder.spec.label}, {len(paths)} photos, image size {encoder.image_size}")
+    print(f"parity (least cosine ONNX vs torch, {min(32, len(paths))} photos): {parity}")
+
+    queries = encoder.torch_encode_texts(captions(args.queries))
+    report: dict[tuple[str, int], dict] = {}
+    for n_threads in threads:
+        torch.set_num_threads(n_threads)
+        fns = variants(encoder, towers.directory / "visual.onnx", folder, n_threads)
+        reference = None
+        for name, fn in fns.items():
+            vectors = np.concatenate([fn(pixels[i : i + 32]) for i in range(0, len(pixels), 32)])
+            ranks = top10(vectors, queries)
+            if reference is None:
+                reference = ranks
+            overlap = statistics.mean(
+                len(set(a) & set(b)) / 10 for a, b in zip(ranks, reference, strict=True)
+            )
+            report[name, n_threads] = {"speeds": {b: [] for b in batches}, "overlap": overlap}
+        # speeds interleaved over rounds, so a change of load hits every variant alike
+        for _ in range(args.rounds):
+            for b in batches:
+                for name, fn in fns.items():
+                    fn(pixels[:b])  # warm up (allocations, kernels)
+                    speed = rate(fn, pixels, b, args.seconds / args.rounds)
+                    report[name, n_threads]["speeds"][b].append(speed)
+    load_end = os.getloadavg()
+    for row in report.values():
+        row["speeds"] = {b: statistics.median(v) for b, v in row["speeds"].items()}
+
+    print(f"load average at start {load_start[0]:.2f}, at end {load_end[0]:.2f} (2 cores)")
+    head = " | ".join(f"batch {b} img/s (x torch)" for b in batches)
+    print(f"| runtime | threads | {head} | top-10 overlap vs torch fp32 |")
+    for (name, n_threads), row in report.items():
+        base = report["torch eager fp32", n_threads]["speeds"]
+        cells = " | ".join(
+            f"{row['speeds'][b]:.1f} ({row['speeds'][b] / base[b]:.2f}x)" for b in batches
+        )
+        print(f"| {name} | {n_threads} | {cells} | {row['overlap']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
