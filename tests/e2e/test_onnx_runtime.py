@@ -42,6 +42,7 @@ def _onnx(monkeypatch, cache):
     _load_cached.cache_clear()  # encoders loaded with another runtime elsewhere
     yield
     _load_cached.cache_clear()
+    onnxrt.loaded.clear()  # towers loaded here must not serve the next module's models
 
 
 @pytest.fixture(scope="module")
