@@ -6,47 +6,29 @@ under the index lock, times them, and stops cleanly on Ctrl-C after the batch in
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
 
 from pixfind.search import keywords
 from pixfind.search.encoder import Encoder, load_encoder, text_recipe
 from pixfind.search.errors import DamagedIndex
-from pixfind.search.images import DEFAULT_MAX_MEGAPIXELS, register_heif
-from pixfind.search.index import VectorIndex
-from pixfind.search.store import Store, backend_errors, check_location
+from pixfind.search.index import INDEX_DIR, VectorIndex
+from pixfind.search.store import Store
 from pixfind.search.types import EncoderSpec, FileStat
 
+from . import filestate
 from .captions import CaptionFinder
 from .decode import DecodedBatch, decode_batches, default_workers
 from .embed import embed_batch
-from .lock import index_lock
-from .plan import Plan, make_plan, under_roots
+from .plan import Plan
 from .report import IndexReport
-from .scan import scan
+from .run import IndexOptions, Progress, Timed, run_index, scan_and_plan
 from .write import Writer
 
-Progress = Callable[[int, int], None]  # (done, total)
-T = TypeVar("T")
-
-
-@dataclass
-class IndexOptions:
-    roots: Sequence[str]
-    exclude: Sequence[str] = ()
-    include_hidden: bool = False
-    batch_size: int = 0  # 0: 32 on CPU, 128 on CUDA
-    workers: int = -1  # -1: automatic
-    max_megapixels: float = DEFAULT_MAX_MEGAPIXELS
-    rebuild: bool = False
-    captions: bool = True  # read sidecars, captions.jsonl and metadata captions
-    prune_missing: bool = False  # remove photos not seen even under unreadable folders
+__all__ = ["IndexOptions", "run_index", "update_index"]
 
 
 class StopRequest:
@@ -73,113 +55,87 @@ class StopRequest:
             signal.signal(signal.SIGINT, previous)
 
 
-class _Timed(Iterator[T]):
-    """Counts the seconds spent producing items: a streaming stage's time, as its consumer
-    sees it (the scan runs inside planning, decoding workers run ahead of embedding)."""
-
-    def __init__(self, items: Iterable[T]):
-        self._items = iter(items)
-        self.seconds = 0.0
-
-    def __next__(self) -> T:
-        start = time.perf_counter()
-        try:
-            return next(self._items)
-        finally:
-            self.seconds += time.perf_counter() - start
-
-
-def run_index(
+def update_index(
     home: Path,
     options: IndexOptions,
-    spec: EncoderSpec | None = None,
-    device: str = "auto",
-    on_plan: Callable[[Plan], None] | None = None,
-    on_progress: Progress | None = None,
-    encoder: Encoder | None = None,
+    spec: EncoderSpec | None,
+    device: str,
+    encoder: Encoder | None,
+    on_plan: Callable[[Plan], None] | None,
+    on_progress: Progress | None,
 ) -> IndexReport:
-    """Bring the index at ``home`` up to date with the files under ``options.roots``."""
-    register_heif()
-    start = time.perf_counter()
-    check_location(home)
-    with backend_errors(home, "creating the index folder"):
-        home.mkdir(parents=True, exist_ok=True)
+    """run_index's work once the index is locked and the quick look found something to do
+    (or could not tell): plan against the table, load the model only when something must
+    be embedded, write, and bring the derived files up to date."""
     notes: list[str] = []
-    with index_lock(home):
-        existing = _open_existing(home, options.rebuild, notes)
-        if encoder is None and existing is not None:
-            if spec is None:
-                spec = existing.info.spec  # an index remembers its model
-            elif not options.rebuild:
-                existing.check_spec(spec)
+    existing = _open_existing(home, options.rebuild, notes)
+    if encoder is None and existing is not None:
+        if spec is None:
+            spec = existing.info.spec  # an index remembers its model
+        elif not options.rebuild:
+            existing.check_spec(spec)
+    if options.rebuild or existing is None:
         encoder = encoder or load_encoder(spec, device)
-        if options.rebuild or existing is None:
-            store = Store.create(home, encoder.info, overwrite=options.rebuild)
-        else:
-            existing.check_model(encoder.info)
-            store = existing
-        report = IndexReport(str(home), encoder.info.label, notes=notes)
-        stages = report.stages
-        roots, given = _real_roots(options.roots, report)
-        unseen: list[str] = []
-
-        def on_skip(path: str, reason: str) -> None:
-            report.skipped.append((path, reason))
-            if not reason.startswith(("file vanished", "not a regular file")):
-                unseen.append(path)  # still there, only not checkable now: keep its row
-
-        def on_unreadable(path: str, reason: str) -> None:
-            report.unreadable.append((path, reason))
-            unseen.append(path)
-            for alias, real in report.aliases:  # rows stored under the symlinked root, too
-                if under_roots(path, [real]):
-                    unseen.append(alias + path[len(real) :])
-
-        planning = time.perf_counter()
-        found = _Timed(
-            scan(
-                roots,
-                options.exclude,
-                options.include_hidden,
-                on_skip=on_skip,
-                on_unreadable=on_unreadable,
-            )
-        )
-        # rows stored under a root as given (a symlink) are aliases of the real path: replaced
-        plan = make_plan(found, store.file_states(), roots + given, unseen, options.prune_missing)
-        stages.scan = found.seconds
-        stages.plan = time.perf_counter() - planning - found.seconds
-        report.unchanged = plan.unchanged
-        report.kept = len(plan.kept)
-        report.pruned = options.prune_missing
-        keywords.add_column(store, roots)  # an index from before keywords: filled in place
-        if on_plan:
-            on_plan(plan)
-        changed = {s.path for s in plan.changed}
-        writer = Writer(store, changed=changed, removed=plan.removed, roots=roots)
+        store = Store.create(home, encoder.info, overwrite=options.rebuild)
+    else:
+        store = existing
+        if encoder is not None:
+            store.check_model(encoder.info)
+    report = IndexReport(str(home), store.info.label, notes=notes)
+    stages = report.stages
+    planning = time.perf_counter()
+    known = store.file_states()
+    plan, roots = scan_and_plan(options, known, report)
+    stages.plan = time.perf_counter() - planning - stages.scan  # with reading the table
+    version = store.version
+    keywords.add_column(store, roots)  # an index from before keywords: filled in place
+    if on_plan:
+        on_plan(plan)
+    if plan.todo and encoder is None:  # only now: a re-index with nothing new loads no model
+        encoder = load_encoder(spec, device)
+        store.check_model(encoder.info)
+    changed = {s.path for s in plan.changed}
+    writer = Writer(store, changed=changed, removed=plan.removed, roots=roots)
+    stop = StopRequest()
+    if plan.todo:
         batches = _decode_batches(plan.todo, encoder, options, roots)
         on_done = (lambda done: on_progress(done, len(plan.todo))) if on_progress else None
-        stop = StopRequest()
         try:
             # closing: an early stop shuts the decoding workers down now, not when collected
             with stop.on_sigint(), contextlib.closing(batches):
                 _embed_and_write(batches, encoder, writer, report, on_done, stop)
         except KeyboardInterrupt:
             report.interrupted = True
-        report.interrupted = report.interrupted or stop.requested
-        if not report.interrupted:  # else committed batches are safe; the next run resumes
-            writing = time.perf_counter()
-            report.add(writer.delete(plan.removed))
-            if report.embedded or report.removed:
-                store.compact()  # also folds new rows into the keyword index
-            keywords.update_index(store)  # built when missing, else a no-op
-            stages.write += time.perf_counter() - writing
-            indexing = time.perf_counter()
-            VectorIndex.for_store(store, recipe=text_recipe(encoder.spec))
-            stages.index = time.perf_counter() - indexing
-        report.total = store.count()
-        report.seconds = time.perf_counter() - start
-        return report
+    report.interrupted = report.interrupted or stop.requested
+    if not report.interrupted:  # else committed batches are safe; the next run resumes
+        writing = time.perf_counter()
+        report.add(writer.delete(plan.removed))
+        if report.embedded or report.removed:
+            store.compact()  # also folds new rows into the keyword index
+        keywords.update_index(store)  # built when missing, else a no-op
+        stages.write += time.perf_counter() - writing
+        indexing = time.perf_counter()
+        # the text tower's recipe reads the weights: only where the model was loaded anyway
+        recipe = text_recipe(encoder.spec) if encoder is not None else None
+        vectors = VectorIndex.for_store(store, recipe=recipe)
+        stages.index = time.perf_counter() - indexing
+        _save_states(store, known if store.version == version else None, vectors.directory)
+    report.total = store.count()
+    return report
+
+
+def _save_states(
+    store: Store, known: dict[str, tuple[float, int]] | None, faiss_dir: Path | None
+) -> None:
+    """Leave the table's file states for the next run's quick look (indexer/run.py), unless
+    the saved ones are still current; ``known``: the states when the table did not change.
+    Not where the FAISS index could not be saved in the index folder (read-only)."""
+    if faiss_dir != store.home / INDEX_DIR or filestate.load_fresh(store.home) is not None:
+        return
+    states = store.file_states() if known is None else known
+    derived = [faiss_dir / "infos.json", faiss_dir / "snapshot.json"]
+    info = store.info
+    filestate.save(store.home, states, store.version, info.identity, info.label, derived)
 
 
 def _open_existing(home: Path, rebuild: bool, notes: list[str]) -> Store | None:
@@ -196,20 +152,6 @@ def _open_existing(home: Path, rebuild: bool, notes: list[str]) -> Store | None:
     (home / "db").rename(aside)
     notes.append(f"the damaged table was moved to {aside} (delete it when you no longer need it)")
     return None
-
-
-def _real_roots(roots: Sequence[str], report: IndexReport) -> tuple[list[str], list[str]]:
-    """Roots by their real paths, so a folder indexed directly and through a symlink is
-    stored once; returns (real roots, the given ones that differ) and notes each alias."""
-    real, given = [], []
-    for root in roots:
-        path = os.path.abspath(os.path.expanduser(os.fspath(root)))
-        resolved = os.path.realpath(path)
-        real.append(resolved)
-        if resolved != path:
-            given.append(path)
-            report.aliases.append((path, resolved))
-    return real, given
 
 
 def _decode_batches(
@@ -237,7 +179,7 @@ def _embed_and_write(
     stop: StopRequest,
 ) -> None:
     stages, done = report.stages, 0
-    decoded_batches = _Timed(batches)
+    decoded_batches = Timed(batches)
     try:
         for decoded in decoded_batches:
             writing = time.perf_counter()
