@@ -21,7 +21,7 @@ import sys
 import zlib
 from array import array
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .doctor import manifests
@@ -39,6 +39,8 @@ class SavedStates:
     identity: str  # the model's identity (search/models.py spec_identity)
     label: str
     states: dict[str, tuple[float, int]]  # path -> (mtime, size), as Store.file_states()
+    # files that could not be decoded then, not in the table: path -> (mtime, size, reason)
+    failed: dict[str, tuple[float, int, str]] = field(default_factory=dict)
 
 
 def _stamp(path: Path) -> list[int] | None:
@@ -66,10 +68,12 @@ def save(
     identity: str,
     label: str,
     derived: Sequence[Path] = (),
+    failed: Mapping[str, tuple[float, int, str]] | None = None,
 ) -> bool:
     """Write ``home/files.state`` for table ``version`` (atomically), with the stat of the
-    ``derived`` files (under ``home``) now current; False where it can't be written (a
-    read-only index) or the version's manifest is not there."""
+    ``derived`` files (under ``home``) now current and the files that ``failed`` to decode
+    (so that an unchanged broken file does not send every run to the pipeline); False where
+    it can't be written (a read-only index) or the version's manifest is not there."""
     manifest = table_stamp(home, version)
     if manifest is None:
         return False
@@ -82,6 +86,7 @@ def save(
         "format": FORMAT,
         "manifest": manifest,
         "derived": {str(p.relative_to(home)): _stamp(p) for p in derived},
+        "failed": [[path, *entry] for path, entry in (failed or {}).items()],
         "identity": identity,
         "label": label,
         "rows": len(paths),
@@ -100,10 +105,8 @@ def save(
     return True
 
 
-def load_fresh(home: Path) -> SavedStates | None:
-    """The saved states if they reflect the table as it is now (its newest manifest) and its
-    derived files are the ones current then, else None: missing, stale, damaged or from
-    another format all mean "ask the table"."""
+def _read(home: Path) -> tuple[dict, memoryview] | None:
+    """(header, body) of ``home/files.state`` in this format, or None."""
     try:
         with open(home / STATE_FILE, "rb") as fh:
             data = fh.read()
@@ -116,11 +119,32 @@ def load_fresh(home: Path) -> SavedStates | None:
         header = json.loads(data[len(_MAGIC) : end])
     except ValueError:
         return None
-    body = memoryview(data)[end + 1 :]
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        return None
+    return header, memoryview(data)[end + 1 :]
+
+
+def _failed(header: dict) -> dict[str, tuple[float, int, str]]:
+    return {path: (mtime, size, why) for path, mtime, size, why in header.get("failed", [])}
+
+
+def failed_before(home: Path) -> dict[str, tuple[float, int, str]]:
+    """The files the last complete run could not decode, fresh or not: about files, not the
+    table, it holds while their (mtime, size) do."""
+    found = _read(home)
+    return _failed(found[0]) if found else {}
+
+
+def load_fresh(home: Path) -> SavedStates | None:
+    """The saved states if they reflect the table as it is now (its newest manifest) and its
+    derived files are the ones current then, else None: missing, stale, damaged or from
+    another format all mean "ask the table"."""
+    found = _read(home)
+    if found is None:
+        return None
+    header, body = found
     if (
-        not isinstance(header, dict)
-        or header.get("format") != FORMAT
-        or header.get("byteorder") != sys.byteorder
+        header.get("byteorder") != sys.byteorder
         or header.get("manifest") != table_stamp(home)
         or any(_stamp(home / name) != stamp for name, stamp in header["derived"].items())
         or zlib.crc32(body) != header.get("crc32")
@@ -135,4 +159,5 @@ def load_fresh(home: Path) -> SavedStates | None:
     if len(paths) != rows:
         return None
     states = dict(zip(paths, zip(mtimes.tolist(), sizes.tolist(), strict=True), strict=True))
-    return SavedStates(header["manifest"], header["identity"], header["label"], states)
+    manifest, identity, label = header["manifest"], header["identity"], header["label"]
+    return SavedStates(manifest, identity, label, states, _failed(header))

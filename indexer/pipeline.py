@@ -25,7 +25,7 @@ from .decode import DecodedBatch, decode_batches, default_workers
 from .embed import embed_batch
 from .plan import Plan
 from .report import IndexReport
-from .run import IndexOptions, Progress, Timed, run_index, scan_and_plan
+from .run import IndexOptions, Progress, Timed, run_index, scan_and_plan, skip_failed
 from .write import Writer
 
 __all__ = ["IndexOptions", "run_index", "update_index"]
@@ -86,6 +86,9 @@ def update_index(
     planning = time.perf_counter()
     known = store.file_states()
     plan, roots = scan_and_plan(options, known, report)
+    still_failed = skip_failed(
+        plan, {} if options.rebuild else filestate.failed_before(home), report
+    )
     stages.plan = time.perf_counter() - planning - stages.scan  # with reading the table
     version = store.version
     keywords.add_column(store, roots)  # an index from before keywords: filled in place
@@ -119,23 +122,34 @@ def update_index(
         recipe = text_recipe(encoder.spec) if encoder is not None else None
         vectors = VectorIndex.for_store(store, recipe=recipe)
         stages.index = time.perf_counter() - indexing
-        _save_states(store, known if store.version == version else None, vectors.directory)
+        todo = {s.path: s for s in plan.todo}
+        failed = {p: (todo[p].mtime, todo[p].size, why) for p, why in report.skipped if p in todo}
+        failed.update(still_failed)
+        unchanged = known if store.version == version else None
+        _save_states(store, unchanged, vectors.directory, failed)
     report.total = store.count()
     return report
 
 
 def _save_states(
-    store: Store, known: dict[str, tuple[float, int]] | None, faiss_dir: Path | None
+    store: Store,
+    known: dict[str, tuple[float, int]] | None,
+    faiss_dir: Path | None,
+    failed: dict[str, tuple[float, int, str]],
 ) -> None:
-    """Leave the table's file states for the next run's quick look (indexer/run.py), unless
-    the saved ones are still current; ``known``: the states when the table did not change.
-    Not where the FAISS index could not be saved in the index folder (read-only)."""
-    if faiss_dir != store.home / INDEX_DIR or filestate.load_fresh(store.home) is not None:
+    """Leave the table's file states and the files that ``failed`` to decode for the next
+    run's quick look (indexer/run.py), unless the saved ones say the same; ``known``: the
+    states when the table did not change. Not where the FAISS index could not be saved in
+    the index folder (read-only)."""
+    if faiss_dir != store.home / INDEX_DIR:
+        return
+    saved = filestate.load_fresh(store.home)
+    if saved is not None and saved.failed == failed:
         return
     states = store.file_states() if known is None else known
     derived = [faiss_dir / "infos.json", faiss_dir / "snapshot.json"]
     info = store.info
-    filestate.save(store.home, states, store.version, info.identity, info.label, derived)
+    filestate.save(store.home, states, store.version, info.identity, info.label, derived, failed)
 
 
 def _open_existing(home: Path, rebuild: bool, notes: list[str]) -> Store | None:

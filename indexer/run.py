@@ -96,6 +96,7 @@ def _unchanged(
         return None  # the keyword index is missing: the pipeline builds it
     report = IndexReport(str(home), saved.label)
     plan, _ = scan_and_plan(options, saved.states, report)
+    skip_failed(plan, saved.failed, report)
     if plan.todo or plan.removed:
         return None
     if on_plan:
@@ -144,6 +145,25 @@ def scan_and_plan(
     report.kept = len(plan.kept)
     report.pruned = options.prune_missing
     return plan, roots
+
+
+def skip_failed(
+    plan: Plan, failed: Mapping[str, tuple[float, int, str]], report: IndexReport
+) -> dict[str, tuple[float, int, str]]:
+    """Take the files that could not be decoded last time and have not changed since out of
+    ``plan.new`` (into ``report.skipped``): a broken file is tried again once it changes, not
+    on every run (which would load the model each time). Returns their entries."""
+    again = {
+        s.path: failed[s.path]
+        for s in plan.new
+        if s.path in failed and failed[s.path][:2] == (s.mtime, s.size)
+    }
+    if again:
+        plan.new = [s for s in plan.new if s.path not in again]
+        report.skipped += [
+            (p, f"{why} (unchanged since; not tried again)") for p, (*_, why) in again.items()
+        ]
+    return again
 
 
 def _real_roots(roots: Sequence[str], report: IndexReport) -> tuple[list[str], list[str]]:

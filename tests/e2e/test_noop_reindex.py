@@ -58,9 +58,11 @@ def test_unchanged_folder_reindex_imports_no_model_nor_table_and_writes_nothing(
     photos, home = tmp_path / "photos", tmp_path / "index"
     for i in range(8):
         make_picture(photos / ("a" if i % 2 else "b") / f"p{i}.jpg", seed=i)
+    broken = photos / "b" / "broken.jpg"
+    broken.write_bytes(b"not a JPEG at all")  # fails to decode: must not force every run
     options = IndexOptions(roots=[str(photos)], workers=0)
     first = run_index(home, options, spec=EncoderSpec(*TINY[:1], None))
-    assert first.added == 8
+    assert first.added == 8 and [p for p, _ in first.skipped] == [str(broken)]
     assert load_fresh(home) is not None  # the complete run left its file states
     before = _derived(home)
     assert any(name.startswith("faiss/") for name in before)
@@ -73,6 +75,7 @@ def test_unchanged_folder_reindex_imports_no_model_nor_table_and_writes_nothing(
         8,
     )
     assert loaded == [], f"a no-op re-index imported {loaded}"
+    assert [s["path"] for s in report["skipped"]] == [str(broken)]  # still reported
     assert _derived(home) == before  # nothing rewritten: table, FAISS, snapshot, file states
 
     # a photo removed: the table changes, but nothing needs embedding, so no model loads
@@ -90,16 +93,19 @@ def test_unchanged_folder_reindex_imports_no_model_nor_table_and_writes_nothing(
     assert _derived(home) == after_removal
 
 
-def test_a_changed_photo_is_found_although_the_saved_states_are_fresh(tmp_path):
+def test_changed_photos_and_a_repaired_broken_file_are_found_with_fresh_saved_states(tmp_path):
     photos, home = tmp_path / "photos", tmp_path / "index"
     for i in range(4):
         make_picture(photos / f"p{i}.png", seed=i)
+    (photos / "fixed.png").write_bytes(b"\x89PNG truncated")
     options = IndexOptions(roots=[str(photos)], workers=0)
     run_index(home, options, spec=EncoderSpec(*TINY[:1], None))
+    assert list(load_fresh(home).failed) == [str(photos / "fixed.png")]
     make_picture(photos / "p2.png", seed=40, size=(90, 70))  # new content, new size
     make_picture(photos / "new.png", seed=41)
+    make_picture(photos / "fixed.png", seed=42)  # the broken file, now a picture
     report = run_index(home, options)
-    assert (report.updated, report.added, report.unchanged) == (1, 1, 3)
+    assert (report.updated, report.added, report.unchanged, report.skipped) == (1, 2, 3, [])
     saved = load_fresh(home)
-    assert saved is not None and len(saved.states) == 5
+    assert saved is not None and len(saved.states) == 6 and saved.failed == {}
     assert saved.states[str(photos / "p2.png")][1] == (photos / "p2.png").stat().st_size

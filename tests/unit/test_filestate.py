@@ -37,6 +37,13 @@ def test_saved_states_read_back_exactly_while_the_table_is_unchanged(tmp_path):
     assert saved.manifest["version"] == 3
 
 
+def test_files_that_failed_to_decode_are_kept_with_their_reason(tmp_path):
+    _commit(tmp_path, 2)
+    failed = {"/photos/bad-\udcff.jpg": (12.5, 40, "cannot identify image file")}
+    save(tmp_path, STATES, 2, "m:random", "m", failed=failed)
+    assert load_fresh(tmp_path).failed == failed
+
+
 def test_a_new_table_version_makes_the_saved_states_stale(tmp_path):
     _commit(tmp_path, 3)
     save(tmp_path, STATES, 3, "m:random", "m")
