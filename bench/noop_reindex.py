@@ -118,7 +118,8 @@ def main() -> None:
             slow.append(run(cmd, env))  # reads the table, then saves the states again
         check_noop(cmd, env, n)
         q, s = statistics.median(quick), statistics.median(slow)
-        print(f"| {n:,} | {q:.2f} s | {q / n * 10_000:.2f} s | {s:.2f} s | {s / q:.1f}x |")
+        per = f"{q / n * 10_000:.2f} s" if n >= 10_000 else "(start-up bound)"
+        print(f"| {n:,} | {q:.2f} s | {per} | {s:.2f} s | {s / q:.1f}x |")
     print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
