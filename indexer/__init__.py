@@ -1,11 +1,30 @@
 """The offline indexing pipeline: scan -> plan -> decode -> embed -> write (uses search/).
 
-Each stage is usable alone (decode.decode_batch, embed.embed_batch, write.Writer); pipeline
-runs them all under the index lock."""
+Each stage is usable alone (decode.decode_batch, embed.embed_batch, write.Writer); run.run_index
+locks the index, stops after planning when nothing changed, and else hands over to pipeline.
 
-from .pipeline import IndexOptions, run_index
-from .plan import Plan, make_plan
-from .report import IndexReport, StageTimes
-from .scan import scan
+Names are imported on first use (PEP 562), so ``pixfind --help`` and a query do not load
+the pipeline's stages (numpy, pyarrow, PIL) through ``pixfind.indexer.commands``.
+"""
 
-__all__ = ["IndexOptions", "IndexReport", "Plan", "StageTimes", "make_plan", "run_index", "scan"]
+from __future__ import annotations
+
+import importlib
+
+_MODULES = {
+    "run": ("IndexOptions", "run_index"),
+    "plan": ("Plan", "make_plan"),
+    "report": ("IndexReport", "StageTimes"),
+    "scan": ("scan",),
+}
+_EXPORTS = {name: module for module, names in _MODULES.items() for name in names}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    try:
+        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    return getattr(module, name)

@@ -8,8 +8,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from pixfind.search.errors import IndexLocked, UnusableIndex
-from pixfind.search.store import backend_errors
+from pixfind.search.errors import IndexLocked, UnusableIndex, backend_errors
 
 LOCK_NAME = "index.lock"
 

@@ -1,220 +1,172 @@
 """scan -> plan -> decode (worker processes) -> embed (batches) -> write (one commit per batch).
 
 The stages live in their own modules and are usable alone; this module runs them in order
-under the index lock, times them, and stops cleanly on Ctrl-C after the batch in flight."""
+once run.run_index has locked the index and its quick look found something to do (or could
+not tell), times them, and stops cleanly on Ctrl-C after the batch in flight."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
 
 from pixfind.search import keywords, phash
 from pixfind.search.encoder import Encoder, load_encoder, text_recipe
 from pixfind.search.errors import DamagedIndex
-from pixfind.search.images import DEFAULT_MAX_MEGAPIXELS, register_heif
-from pixfind.search.index import VectorIndex
-from pixfind.search.settings import get_settings
-from pixfind.search.store import Store, backend_errors, check_location
+from pixfind.search.index import INDEX_DIR, VectorIndex
+from pixfind.search.store import Store
 from pixfind.search.types import EncoderSpec, FileStat
 
+from . import filestate
 from .captions import CaptionFinder
 from .decode import DecodedBatch, decode_batches, default_workers, ocr_batches
 from .embed import embed_batch
-from .lock import index_lock
-from .ocr import OcrReader, ocr_reader
-from .plan import Plan, make_plan, under_roots
+from .ocr import OcrReader
+from .plan import Plan, under_roots
 from .rehash import fill_hashes, stale_paths
 from .report import IndexReport
-from .scan import confirmed_gone, scan
+from .run import (
+    IndexOptions,
+    Progress,
+    StopRequest,
+    Timed,
+    run_index,
+    scan_and_plan,
+    skip_failed,
+)
 from .write import Writer
 
-Progress = Callable[[int, int], None]  # (done, total)
-T = TypeVar("T")
+__all__ = ["IndexOptions", "StopRequest", "run_index", "update_index"]
 
 
-@dataclass
-class IndexOptions:
-    roots: Sequence[str]
-    exclude: Sequence[str] = ()
-    include_hidden: bool = False
-    batch_size: int = 0  # 0: 32 on CPU, 128 on CUDA
-    workers: int = -1  # -1: automatic
-    max_megapixels: float = DEFAULT_MAX_MEGAPIXELS
-    rebuild: bool = False
-    captions: bool = True  # read sidecars, captions.jsonl and metadata captions
-    prune_missing: bool = False  # remove photos not seen even under unreadable folders
-    # Only these files or folders under the roots (a live index's changed paths): only they are
-    # scanned, and only rows at or under them can be removed. None: everything under the roots.
-    only: Sequence[str] | None = None
-    ocr: bool = False  # read text inside photos (Tesseract), also in those indexed before
-    ocr_lang: str = "eng"  # Tesseract languages, "eng+deu"
-
-
-class StopRequest:
-    """Set by the first Ctrl-C (SIGINT): stop after the batch in flight is committed."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    @contextlib.contextmanager
-    def on_sigint(self):
-        if threading.current_thread() is not threading.main_thread():
-            yield self
-            return
-
-        def handler(signum, frame):
-            self.requested = True
-            # a second Ctrl-C interrupts at once (committed batches are still safe)
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-
-        previous = signal.signal(signal.SIGINT, handler)
-        try:
-            yield self
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
-
-class _Timed(Iterator[T]):
-    """Counts the seconds spent producing items: a streaming stage's time, as its consumer
-    sees it (the scan runs inside planning, decoding workers run ahead of embedding)."""
-
-    def __init__(self, items: Iterable[T]):
-        self._items = iter(items)
-        self.seconds = 0.0
-
-    def __next__(self) -> T:
-        start = time.perf_counter()
-        try:
-            return next(self._items)
-        finally:
-            self.seconds += time.perf_counter() - start
-
-
-def run_index(
+def update_index(
     home: Path,
     options: IndexOptions,
-    spec: EncoderSpec | None = None,
-    device: str = "auto",
-    on_plan: Callable[[Plan], None] | None = None,
-    on_progress: Progress | None = None,
-    encoder: Encoder | None = None,
+    spec: EncoderSpec | None,
+    device: str,
+    encoder: Encoder | None,
+    on_plan: Callable[[Plan], None] | None,
+    on_progress: Progress | None,
+    reader: OcrReader | None = None,
     stop: StopRequest | None = None,
     runtime: str | None = None,
 ) -> IndexReport:
-    """Bring the index at ``home`` up to date with the files under ``options.roots``.
-
-    ``encoder``: a loaded encoder to use (a live index keeps one); ``stop``: set by another
-    thread to stop after the batch in flight, as the first Ctrl-C does."""
-    register_heif()
-    start = time.perf_counter()
-    # before anything is loaded or written: a missing Tesseract is one line, at once
-    reader = ocr_reader(options.ocr_lang, get_settings().tessdata) if options.ocr else None
-    check_location(home)
-    with backend_errors(home, "creating the index folder"):
-        home.mkdir(parents=True, exist_ok=True)
+    """run_index's work once the index is locked and the quick look found something to do
+    (or could not tell): plan against the table, load the model only when something must
+    be embedded, write, read text (``reader``: --ocr), fill missing perceptual hashes, and
+    bring the derived files up to date."""
     notes: list[str] = []
-    with index_lock(home):
-        existing = _open_existing(home, options.rebuild, notes)
-        if encoder is None and existing is not None:
-            if spec is None:
-                spec = existing.info.spec  # an index remembers its model
-            elif not options.rebuild:
-                existing.check_spec(spec)
+    existing = _open_existing(home, options.rebuild, notes)
+    if encoder is None and existing is not None:
+        if spec is None:
+            spec = existing.info.spec  # an index remembers its model
+        elif not options.rebuild:
+            existing.check_spec(spec)
+    if options.rebuild or existing is None:
         encoder = encoder or load_encoder(spec, device, runtime)
-        if options.rebuild or existing is None:
-            store = Store.create(home, encoder.info, overwrite=options.rebuild)
-        else:
-            existing.check_model(encoder.info)
-            store = existing
-        report = IndexReport(str(home), encoder.info.label, notes=notes)
-        stages = report.stages
-        roots, given = _real_roots(options.roots, report)
-        unseen: list[str] = []
-
-        def on_skip(path: str, reason: str) -> None:
-            report.skipped.append((path, reason))
-            if not reason.startswith(("file vanished", "not a regular file")):
-                unseen.append(path)  # still there, only not checkable now: keep its row
-
-        def on_unreadable(path: str, reason: str) -> None:
-            if options.only is not None and confirmed_gone(path, roots):
-                return  # a changed path that was deleted: its rows go
-            report.unreadable.append((path, reason))
-            unseen.append(path)
-            for alias, real in report.aliases:  # rows stored under the symlinked root, too
-                if under_roots(path, [real]):
-                    unseen.append(alias + path[len(real) :])
-
-        planning = time.perf_counter()
-        targets = roots if options.only is None else _targets(options.only, roots)
-        found = _Timed(
-            scan(
-                targets,
-                options.exclude,
-                options.include_hidden,
-                on_skip=on_skip,
-                on_unreadable=on_unreadable,
-                on_pair=lambda raw, sibling: report.raw_pairs.append((raw, sibling)),
-            )
-        )
-        # rows stored under a root as given (a symlink) are aliases of the real path: replaced
-        scope = roots + given if options.only is None else targets
-        plan = make_plan(found, store.file_states(), scope, unseen, options.prune_missing)
-        stages.scan = found.seconds
-        stages.plan = time.perf_counter() - planning - found.seconds
-        report.unchanged = plan.unchanged
-        report.kept = len(plan.kept)
-        report.pruned = options.prune_missing
-        keywords.add_column(store, roots)  # an index from before keywords: filled in place
-        if reader:
-            keywords.add_ocr_columns(store)
-        phash.add_columns(store)  # an index from before perceptual hashes: filled below
-        if on_plan:
-            on_plan(plan)
-        changed = {s.path for s in plan.changed}
-        writer = Writer(store, changed=changed, removed=plan.removed, roots=roots)
+        store = Store.create(home, encoder.info, overwrite=options.rebuild)
+    else:
+        store = existing
+        if encoder is not None:
+            store.check_model(encoder.info)
+    report = IndexReport(str(home), store.info.label, notes=notes)
+    stages = report.stages
+    planning = time.perf_counter()
+    known = store.file_states()
+    scanned = scan_and_plan(options, known, report)
+    plan, roots = scanned.plan, scanned.roots
+    still_failed = skip_failed(
+        plan, {} if options.rebuild else filestate.failed_before(home), report
+    )
+    stages.plan = time.perf_counter() - planning - stages.scan  # with reading the table
+    version = store.version
+    keywords.add_column(store, roots)  # an index from before keywords: filled in place
+    if reader:
+        keywords.add_ocr_columns(store)
+    phash.add_columns(store)  # an index from before perceptual hashes: filled below
+    if on_plan:
+        on_plan(plan)
+    if plan.todo and encoder is None:  # only now: a re-index with nothing new loads no model
+        encoder = load_encoder(spec, device, runtime)
+        store.check_model(encoder.info)
+    changed = {s.path for s in plan.changed}
+    writer = Writer(store, changed=changed, removed=plan.removed, roots=roots)
+    stop = stop or StopRequest()
+    if plan.todo:
         batches = _decode_batches(plan.todo, encoder, options, roots, reader)
         on_done = (lambda done: on_progress(done, len(plan.todo))) if on_progress else None
-        stop = stop or StopRequest()
         try:
             # closing: an early stop shuts the decoding workers down now, not when collected
             with stop.on_sigint(), contextlib.closing(batches):
                 _embed_and_write(batches, encoder, writer, report, on_done, stop)
         except KeyboardInterrupt:
             report.interrupted = True
-        report.interrupted = report.interrupted or stop.requested
-        if not report.interrupted:  # else committed batches are safe; the next run resumes
-            report.add(writer.delete(plan.removed))
-            if reader:  # photos indexed without OCR (or in another language): read, not embedded
-                pending = sorted(keywords.ocr_pending(store, reader.lang))
-                seen = [
-                    p for p in pending if under_roots(p, targets) and not under_roots(p, unseen)
-                ]
-                _read_text(seen, reader, writer, report, options, stop)
-            skip = {s.path for s in plan.todo} | set(plan.removed) | set(plan.kept)
-            if stale := stale_paths(store, roots + given, skip):  # an older index: hash it
-                report.rehashed = fill_hashes(
-                    store, stale, encoder.image_size, options.workers, lambda: stop.requested
-                )
-        if not report.interrupted:
-            writing = time.perf_counter()
-            if report.embedded or report.removed or report.ocr_read or report.rehashed:
-                store.compact()  # also folds new rows into the keyword index
-            keywords.update_index(store)  # built when missing, else a no-op
-            stages.write += time.perf_counter() - writing
-            indexing = time.perf_counter()
-            VectorIndex.for_store(store, recipe=text_recipe(encoder.spec))
-            stages.index = time.perf_counter() - indexing
-        report.total = store.count()
-        report.seconds = time.perf_counter() - start
-        return report
+    report.interrupted = report.interrupted or stop.requested
+    if not report.interrupted:  # else committed batches are safe; the next run resumes
+        report.add(writer.delete(plan.removed))
+        if reader:  # photos indexed without OCR (or in another language): read, not embedded
+            unseen = scanned.unseen
+            pending = sorted(keywords.ocr_pending(store, reader.lang))
+            seen = [
+                p for p in pending if under_roots(p, scanned.targets) and not under_roots(p, unseen)
+            ]
+            _read_text(seen, reader, writer, report, options, stop)
+        skip = {s.path for s in plan.todo} | set(plan.removed) | set(plan.kept)
+        if stale := stale_paths(store, roots + scanned.given, skip):  # an older index: hash it
+            size = store.info.image_size  # the model's draft size, without loading the model
+            report.rehashed = fill_hashes(
+                store, stale, size, options.workers, lambda: stop.requested
+            )
+    if not report.interrupted:
+        writing = time.perf_counter()
+        if report.embedded or report.removed or report.ocr_read or report.rehashed:
+            store.compact()  # also folds new rows into the keyword index
+        keywords.update_index(store)  # built when missing, else a no-op
+        stages.write += time.perf_counter() - writing
+        indexing = time.perf_counter()
+        # the text tower's recipe reads the weights: only where the model was loaded anyway
+        recipe = text_recipe(encoder.spec) if encoder is not None else None
+        vectors = VectorIndex.for_store(store, recipe=recipe)
+        stages.index = time.perf_counter() - indexing
+        todo = {s.path: s for s in plan.todo}
+        failed = {p: (todo[p].mtime, todo[p].size, why) for p, why in report.skipped if p in todo}
+        failed.update(still_failed)
+        unchanged = known if store.version == version else None
+        _save_states(store, unchanged, vectors.directory, failed)
+    report.total = store.count()
+    return report
+
+
+def _save_states(
+    store: Store,
+    known: dict[str, tuple[float, int]] | None,
+    faiss_dir: Path | None,
+    failed: dict[str, tuple[float, int, str]],
+) -> None:
+    """Leave the table's file states, the files that ``failed`` to decode and the rows still
+    without perceptual hashes for the next run's quick look (indexer/run.py), unless the
+    saved ones say the same; ``known``: the states when the table did not change. Not where
+    the FAISS index could not be saved in the index folder (read-only)."""
+    if faiss_dir != store.home / INDEX_DIR:
+        return
+    saved = filestate.load_fresh(store.home)
+    if saved is not None and saved.failed == failed:
+        return
+    states = store.file_states() if known is None else known
+    derived = [faiss_dir / "infos.json", faiss_dir / "snapshot.json"]
+    info = store.info
+    filestate.save(
+        store.home,
+        states,
+        store.version,
+        info.identity,
+        info.label,
+        derived,
+        failed,
+        unhashed=phash.unhashed(store),
+    )
 
 
 def _open_existing(home: Path, rebuild: bool, notes: list[str]) -> Store | None:
@@ -231,26 +183,6 @@ def _open_existing(home: Path, rebuild: bool, notes: list[str]) -> Store | None:
     (home / "db").rename(aside)
     notes.append(f"the damaged table was moved to {aside} (delete it when you no longer need it)")
     return None
-
-
-def _real_roots(roots: Sequence[str], report: IndexReport) -> tuple[list[str], list[str]]:
-    """Roots by their real paths, so a folder indexed directly and through a symlink is
-    stored once; returns (real roots, the given ones that differ) and notes each alias."""
-    real, given = [], []
-    for root in roots:
-        path = os.path.abspath(os.path.expanduser(os.fspath(root)))
-        resolved = os.path.realpath(path)
-        real.append(resolved)
-        if resolved != path:
-            given.append(path)
-            report.aliases.append((path, resolved))
-    return real, given
-
-
-def _targets(only: Sequence[str], roots: Sequence[str]) -> list[str]:
-    """The changed paths that lie under the (real) roots, made absolute."""
-    paths = (os.path.abspath(os.path.expanduser(os.fspath(p))) for p in only)
-    return sorted({p for p in paths if under_roots(p, roots)})
 
 
 def _decode_batches(
@@ -312,7 +244,7 @@ def _embed_and_write(
     stop: StopRequest,
 ) -> None:
     stages, done = report.stages, 0
-    decoded_batches = _Timed(batches)
+    decoded_batches = Timed(batches)
     try:
         for decoded in decoded_batches:
             writing = time.perf_counter()

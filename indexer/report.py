@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
-from .write import WriteResult
+if TYPE_CHECKING:  # pragma: no cover
+    from .write import WriteResult  # numpy and the store: not needed by a run with nothing to do
 
 
 @dataclass

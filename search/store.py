@@ -12,13 +12,17 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from .errors import IndexMismatch, NoIndex, NotFound, UnusableIndex, backend_errors
 from .types import EncoderSpec, Filters, ImageRecord, ModelInfo, OcrText, is_glob
+
+if TYPE_CHECKING:  # pragma: no cover
+    # imported where used: a re-index with nothing to do reads the table's name and
+    # location from here without loading pyarrow (indexer/run.py)
+    import pyarrow as pa
 
 SCHEMA_VERSION = 2  # + keywords, ocr_*, phash*: added in place by `pixfind index`
 TABLE = "images"
@@ -72,6 +76,8 @@ def _sql_str(value: str) -> str:
 
 
 def schema_for(info: ModelInfo) -> pa.Schema:
+    import pyarrow as pa
+
     meta = {"schema_version": SCHEMA_VERSION, "model": info.to_dict()}
     return pa.schema(
         [
@@ -312,6 +318,8 @@ class Store:
 
     def last_update(self) -> float | None:
         t = self._scan(["indexed_at"])
+        import pyarrow.compute as pc
+
         return float(pc.max(t["indexed_at"]).as_py()) if t.num_rows else None
 
     def disk_bytes(self) -> int:
