@@ -47,7 +47,7 @@ WORDS = [
 
 
 def make_store(home: Path, n: int):
-    from pixfind.search.store import Store, _records_table, path_id
+    from pixfind.search.store import Store, path_id, records_table
     from pixfind.search.types import ImageRecord, ModelInfo
 
     info = ModelInfo(
@@ -68,7 +68,7 @@ def make_store(home: Path, n: int):
             for i in range(start, start + m)
             for p in [f"/photos/{i // 1000:04d}/IMG_{i:07d}.jpg"]
         ]
-        store.table.add(_records_table(recs, x[start : start + m], store.table.schema))
+        store.table.add(records_table(recs, x[start : start + m], store.table.schema))
     return store, x
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import time
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +15,24 @@ from pixfind.search.types import printable_path
 from rich.markup import escape
 
 app = typer.Typer()
+
+
+class Engine(str, enum.Enum):
+    local = "local"
+    ray = "ray"
+
+
+def parse_actors(text: str) -> tuple[int, int]:
+    """``N`` or ``MIN:MAX`` -> (min, max) actors."""
+    low, _, high = text.partition(":")
+    try:
+        sizes = (int(low), int(high or low))
+    except ValueError:
+        sizes = (0, 0)
+    if not 1 <= sizes[0] <= sizes[1]:
+        hint = f"{text!r}: give N or MIN:MAX, 1 <= MIN <= MAX"
+        raise typer.BadParameter(hint, param_hint="--actors")
+    return sizes
 
 
 @app.command("index")
@@ -58,6 +77,24 @@ def index_cmd(
         ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    engine: Annotated[
+        Engine,
+        typer.Option("--engine", help="local: this process; ray: a Ray cluster (the ray extra)."),
+    ] = Engine.local,
+    ray_address: Annotated[
+        str | None,
+        typer.Option("--ray-address", help="Ray cluster to use (default: start one here)."),
+    ] = None,
+    actors: Annotated[
+        str, typer.Option("--actors", help="Ray actors, one model each: N or MIN:MAX.")
+    ] = "1",
+    gpus_per_actor: Annotated[
+        float, typer.Option("--gpus-per-actor", help="GPUs per Ray actor (0.5: two per GPU).")
+    ] = 0.0,
+    commit_every: Annotated[
+        int,
+        typer.Option("--commit-every", help="Rows per commit with Ray (what a crash can lose)."),
+    ] = 2048,
 ) -> None:
     """Index photo folders (incremental: unchanged files are not decoded again).
 
@@ -66,7 +103,13 @@ def index_cmd(
     from rich import progress as bar
 
     passive_omp_threads()  # before torch loads
-    from pixfind.indexer import IndexOptions, run_index
+    from pixfind.indexer import ClusterOptions, IndexOptions, run_index
+
+    cluster = ClusterOptions(ray_address, parse_actors(actors), gpus_per_actor, commit_every)
+    if engine is Engine.ray:
+        from pixfind.indexer.ray_engine import require_ray
+
+        require_ray()  # before any model loads: one line on how to install it
 
     options = IndexOptions(
         roots=[str(p) for p in paths],
@@ -111,6 +154,8 @@ def index_cmd(
             device=device,
             on_plan=on_plan,
             on_progress=on_progress,
+            engine=engine.value,
+            cluster=cluster,
         )
     if as_json:
         out.print_json(data=report.to_dict())

@@ -97,8 +97,73 @@ def run_index(
     on_plan: Callable[[Plan], None] | None = None,
     on_progress: Progress | None = None,
     encoder: Encoder | None = None,
+    engine: str = "local",
+    cluster: ClusterOptions | None = None,
 ) -> IndexReport:
-    """Bring the index at ``home`` up to date with the files under ``options.roots``."""
+    """Bring the index at ``home`` up to date with the files under ``options.roots``.
+
+    ``engine`` "local" runs the stages in this process (and its decoding workers); "ray"
+    hands decoding and embedding to a Ray cluster (``cluster``) and commits what it returns
+    (indexer/ray_engine.py). Both build rows with the same stage functions."""
+    if engine == "ray":
+        from .ray_engine import run_ray_index
+
+        cluster = cluster or ClusterOptions()
+        return run_ray_index(home, options, cluster, spec, device, on_plan, on_progress)
+    if engine != "local":
+        raise ValueError(f"unknown engine {engine!r}: use 'local' or 'ray'")
+    with indexing(home, options, spec, device, encoder) as (store, encoder, report):
+        stages = report.stages
+        roots, given = _real_roots(options.roots, report)
+        found, unseen = scan_roots(roots, options, report)
+        planning = time.perf_counter()
+        # rows stored under a root as given (a symlink) are aliases of the real path: replaced
+        plan = make_plan(found, store.file_states(), roots + given, unseen, options.prune_missing)
+        stages.scan = found.seconds
+        stages.plan = time.perf_counter() - planning - found.seconds
+        report.unchanged = plan.unchanged
+        report.kept = len(plan.kept)
+        keywords.add_column(store, roots)  # an index from before keywords: filled in place
+        if on_plan:
+            on_plan(plan)
+        changed = {s.path for s in plan.changed}
+        writer = Writer(store, changed=changed, removed=plan.removed, roots=roots)
+        batches = _decode_batches(plan.todo, encoder, options, roots)
+        on_done = (lambda done: on_progress(done, len(plan.todo))) if on_progress else None
+        stop = StopRequest()
+        try:
+            # closing: an early stop shuts the decoding workers down now, not when collected
+            with stop.on_sigint(), contextlib.closing(batches):
+                _embed_and_write(batches, encoder, writer, report, on_done, stop)
+        except KeyboardInterrupt:
+            report.interrupted = True
+        report.interrupted = report.interrupted or stop.requested
+        if not report.interrupted:  # else committed batches are safe; the next run resumes
+            finish(store, writer, plan.removed, report, encoder)
+        report.total = store.count()
+        return report
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """Where and how wide the Ray engine runs (``address`` None: a local Ray on this machine)."""
+
+    address: str | None = None
+    actors: tuple[int, int] = (1, 1)  # (min, max) actors, each holding one model
+    gpus_per_actor: float = 0.0
+    commit_every: int = 2048  # rows per commit: what a killed driver can lose at most
+
+
+@contextlib.contextmanager
+def indexing(
+    home: Path,
+    options: IndexOptions,
+    spec: EncoderSpec | None,
+    device: str,
+    encoder: Encoder | None = None,
+) -> Iterator[tuple[Store, Encoder, IndexReport]]:
+    """Under the index lock: the store opened (or created) with the model check, the encoder
+    it needs, and the run's report, whose ``seconds`` is set on the way out."""
     register_heif()
     start = time.perf_counter()
     check_location(home)
@@ -119,68 +184,58 @@ def run_index(
             existing.check_model(encoder.info)
             store = existing
         report = IndexReport(str(home), encoder.info.label, notes=notes)
-        stages = report.stages
-        roots, given = _real_roots(options.roots, report)
-        unseen: list[str] = []
-
-        def on_skip(path: str, reason: str) -> None:
-            report.skipped.append((path, reason))
-            if not reason.startswith(("file vanished", "not a regular file")):
-                unseen.append(path)  # still there, only not checkable now: keep its row
-
-        def on_unreadable(path: str, reason: str) -> None:
-            report.unreadable.append((path, reason))
-            unseen.append(path)
-            for alias, real in report.aliases:  # rows stored under the symlinked root, too
-                if under_roots(path, [real]):
-                    unseen.append(alias + path[len(real) :])
-
-        planning = time.perf_counter()
-        found = _Timed(
-            scan(
-                roots,
-                options.exclude,
-                options.include_hidden,
-                on_skip=on_skip,
-                on_unreadable=on_unreadable,
-                on_pair=lambda raw, sibling: report.raw_pairs.append((raw, sibling)),
-            )
-        )
-        # rows stored under a root as given (a symlink) are aliases of the real path: replaced
-        plan = make_plan(found, store.file_states(), roots + given, unseen, options.prune_missing)
-        stages.scan = found.seconds
-        stages.plan = time.perf_counter() - planning - found.seconds
-        report.unchanged = plan.unchanged
-        report.kept = len(plan.kept)
         report.pruned = options.prune_missing
-        keywords.add_column(store, roots)  # an index from before keywords: filled in place
-        if on_plan:
-            on_plan(plan)
-        changed = {s.path for s in plan.changed}
-        writer = Writer(store, changed=changed, removed=plan.removed, roots=roots)
-        batches = _decode_batches(plan.todo, encoder, options, roots)
-        on_done = (lambda done: on_progress(done, len(plan.todo))) if on_progress else None
-        stop = StopRequest()
         try:
-            # closing: an early stop shuts the decoding workers down now, not when collected
-            with stop.on_sigint(), contextlib.closing(batches):
-                _embed_and_write(batches, encoder, writer, report, on_done, stop)
-        except KeyboardInterrupt:
-            report.interrupted = True
-        report.interrupted = report.interrupted or stop.requested
-        if not report.interrupted:  # else committed batches are safe; the next run resumes
-            writing = time.perf_counter()
-            report.add(writer.delete(plan.removed))
-            if report.embedded or report.removed:
-                store.compact()  # also folds new rows into the keyword index
-            keywords.update_index(store)  # built when missing, else a no-op
-            stages.write += time.perf_counter() - writing
-            indexing = time.perf_counter()
-            VectorIndex.for_store(store, recipe=text_recipe(encoder.spec))
-            stages.index = time.perf_counter() - indexing
-        report.total = store.count()
-        report.seconds = time.perf_counter() - start
-        return report
+            yield store, encoder, report
+        finally:
+            report.seconds = time.perf_counter() - start
+
+
+def scan_roots(
+    roots: Sequence[str], options: IndexOptions, report: IndexReport
+) -> tuple[_Timed[FileStat], list[str]]:
+    """The files under ``roots`` (timed as they are drawn) and the paths the scan could not
+    check, filled as it goes: their rows are kept (see make_plan)."""
+    unseen: list[str] = []
+
+    def on_skip(path: str, reason: str) -> None:
+        report.skipped.append((path, reason))
+        if not reason.startswith(("file vanished", "not a regular file")):
+            unseen.append(path)  # still there, only not checkable now: keep its row
+
+    def on_unreadable(path: str, reason: str) -> None:
+        report.unreadable.append((path, reason))
+        unseen.append(path)
+        for alias, real in report.aliases:  # rows stored under the symlinked root, too
+            if under_roots(path, [real]):
+                unseen.append(alias + path[len(real) :])
+
+    found = scan(
+        roots,
+        options.exclude,
+        options.include_hidden,
+        on_skip=on_skip,
+        on_unreadable=on_unreadable,
+        on_pair=lambda raw, sibling: report.raw_pairs.append((raw, sibling)),
+    )
+    return _Timed(found), unseen
+
+
+def finish(
+    store: Store, writer: Writer, removed: Sequence[str], report: IndexReport, encoder: Encoder
+) -> None:
+    """After the rows: remove the gone files' rows, compact, then the derived files (keyword
+    index, vector index), the same for every engine."""
+    stages = report.stages
+    writing = time.perf_counter()
+    report.add(writer.delete(removed))
+    if report.embedded or report.removed:
+        store.compact()  # also folds new rows into the keyword index
+    keywords.update_index(store)  # built when missing, else a no-op
+    stages.write += time.perf_counter() - writing
+    indexing_at = time.perf_counter()
+    VectorIndex.for_store(store, recipe=text_recipe(encoder.spec))
+    stages.index = time.perf_counter() - indexing_at
 
 
 def _open_existing(home: Path, rebuild: bool, notes: list[str]) -> Store | None:

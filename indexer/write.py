@@ -10,8 +10,9 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 from pixfind.search.keywords import keyword_text
-from pixfind.search.store import Store, now, path_id
+from pixfind.search.store import Store, now, path_id, records_table
 from pixfind.search.types import ImageRecord
 
 from .decode import DecodedBatch, Skipped
@@ -66,25 +67,12 @@ class Writer:
 
     def write(self, batch: EmbeddedBatch) -> WriteResult:
         """Commit ``batch`` at once; its skipped files that were indexed leave the index."""
-        stale = [s.path for s in batch.skipped if s.path in self.changed]
+        stale = stale_paths(batch, self.changed)
         if stale:  # a file that changed into something undecodable leaves the index
             self.store.delete_paths(stale)
-        images = batch.images
-        if images:
-            vectors = np.stack([im.vector for im in images]).astype(np.float32, copy=False)
-            records = _records(images)
-            keywords = [_keywords(im, self.roots) for im in images]
-            self.store.upsert(records, vectors, [im.caption_vectors for im in images], keywords)
-        updated = sum(1 for im in images if im.facts.stat.path in self.changed)
-        return WriteResult(
-            added=len(images) - updated,
-            updated=updated,
-            removed=len(stale),
-            moved=sum(1 for im in images if self._moved(im)),
-            reused=sum(1 for im in images if im.reused_from is not None),
-            captioned=sum(1 for im in images if im.facts.captions),
-            skipped=batch.skipped,
-        )
+        if batch.images:
+            self.store.upsert_rows(rows_of(batch.images, self.store.table.schema, self.roots))
+        return tally(batch, self.changed, self.removed)
 
     def delete(self, paths: Sequence[str]) -> WriteResult:
         """Remove the rows of ``paths`` (files that are gone)."""
@@ -92,9 +80,40 @@ class Writer:
             self.store.delete_paths(paths)
         return WriteResult(removed=len(paths))
 
-    def _moved(self, image: EmbeddedImage) -> bool:
-        old = image.reused_from
-        return old is not None and old in self.removed and old != image.facts.stat.path
+
+def stale_paths(batch: EmbeddedBatch, changed: Collection[str]) -> list[str]:
+    """Indexed files of ``batch`` that no longer decode: their rows must go."""
+    return [s.path for s in batch.skipped if s.path in changed]
+
+
+def rows_of(images: Sequence[EmbeddedImage], schema, roots: Sequence[str]) -> pa.Table:
+    """The table rows of ``images`` (records, vectors, caption vectors, keywords): the one
+    row builder of both engines; the single-process writer upserts them, Ray writes files."""
+    vectors = np.stack([im.vector for im in images]).astype(np.float32, copy=False)
+    keywords = [_keywords(im, roots) for im in images]
+    caption_vectors = [im.caption_vectors for im in images]
+    return records_table(_records(images), vectors, schema, caption_vectors, keywords)
+
+
+def tally(batch: EmbeddedBatch, changed: Collection[str], removed: Collection[str]) -> WriteResult:
+    """What writing ``batch`` does: ``changed`` are indexed paths being rewritten, ``removed``
+    indexed paths that are gone (a new path holding their content is a move)."""
+    images = batch.images
+    updated = sum(1 for im in images if im.facts.stat.path in changed)
+
+    def moved(im: EmbeddedImage) -> bool:
+        old = im.reused_from
+        return old is not None and old in removed and old != im.facts.stat.path
+
+    return WriteResult(
+        added=len(images) - updated,
+        updated=updated,
+        removed=len(stale_paths(batch, changed)),
+        moved=sum(1 for im in images if moved(im)),
+        reused=sum(1 for im in images if im.reused_from is not None),
+        captioned=sum(1 for im in images if im.facts.captions),
+        skipped=batch.skipped,
+    )
 
 
 def _keywords(image: EmbeddedImage, roots: Sequence[str]) -> str:

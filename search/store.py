@@ -324,9 +324,13 @@ class Store:
         """Insert or replace rows by id (= hash of the path), atomically: one LanceDB commit.
         ``caption_vectors[i]``: one row per caption of ``records[i]``; ``keywords[i]``: its
         keyword text (search/keywords.py)."""
-        if not records:
-            return
-        data = _records_table(records, vectors, self.table.schema, caption_vectors, keywords)
+        if records:
+            self.upsert_rows(
+                records_table(records, vectors, self.table.schema, caption_vectors, keywords)
+            )
+
+    def upsert_rows(self, data: pa.Table) -> None:
+        """Insert or replace rows built by ``records_table``, by id, in one commit."""
         with backend_errors(self.home, "writing new rows"):
             (
                 self.table.merge_insert("id")
@@ -417,7 +421,7 @@ class Captioned:
 FILE_TYPE_ALIASES = {"jpg": "jpeg", "jpe": "jpeg", "jfif": "jpeg", "tif": "tiff", "heic": "heif"}
 
 
-def _records_table(
+def records_table(
     records: Sequence[ImageRecord],
     vectors: np.ndarray,
     schema: pa.Schema,
