@@ -24,9 +24,9 @@ class Engine(str, enum.Enum):
 
 def parse_actors(text: str) -> tuple[int, int]:
     """``N`` or ``MIN:MAX`` -> (min, max) actors."""
-    low, _, high = text.partition(":")
+    low, colon, high = text.partition(":")
     try:
-        sizes = (int(low), int(high or low))
+        sizes = (int(low), int(high if colon else low))
     except ValueError:
         sizes = (0, 0)
     if not 1 <= sizes[0] <= sizes[1]:

@@ -161,6 +161,7 @@ def decode_batches(
 
     # Workers only decode; they never touch LanceDB, whose fork warning doesn't apply to them.
     warnings.filterwarnings("ignore", message="lancedb fork support", category=RuntimeWarning)
+    warnings.filterwarnings("ignore", message="lance is not fork-safe", category=UserWarning)
     loader = torch.utils.data.DataLoader(
         _DecodeDataset(stats, preprocess, draft_size, max_megapixels, captions),
         batch_size=batch_size,
