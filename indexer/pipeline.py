@@ -114,7 +114,7 @@ def run_index(
         raise ValueError(f"unknown engine {engine!r}: use 'local' or 'ray'")
     with indexing(home, options, spec, device, encoder) as (store, encoder, report):
         stages = report.stages
-        roots, given = _real_roots(options.roots, report)
+        roots, given = real_roots(options.roots, report)
         found, unseen = scan_roots(roots, options, report)
         planning = time.perf_counter()
         # rows stored under a root as given (a symlink) are aliases of the real path: replaced
@@ -254,7 +254,7 @@ def _open_existing(home: Path, rebuild: bool, notes: list[str]) -> Store | None:
     return None
 
 
-def _real_roots(roots: Sequence[str], report: IndexReport) -> tuple[list[str], list[str]]:
+def real_roots(roots: Sequence[str], report: IndexReport) -> tuple[list[str], list[str]]:
     """Roots by their real paths, so a folder indexed directly and through a symlink is
     stored once; returns (real roots, the given ones that differ) and notes each alias."""
     real, given = [], []

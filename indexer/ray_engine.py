@@ -27,8 +27,15 @@ from pixfind.search.types import EncoderSpec
 
 from .arrow_plan import ArrowPlan, indexed_states, key_path, plan_tables, states_table
 from .decode import Skipped
-from .pipeline import ClusterOptions, IndexOptions, Progress, finish, indexing, scan_roots
-from .pipeline import _real_roots as real_roots
+from .pipeline import (
+    ClusterOptions,
+    IndexOptions,
+    Progress,
+    finish,
+    indexing,
+    real_roots,
+    scan_roots,
+)
 from .ray_worker import EmbedActor, WorkerJob, blocks, ipc_table, lance_uri
 from .report import IndexReport
 from .write import Writer, WriteResult

@@ -1,7 +1,8 @@
 """`pixfind index --engine ray` on a local 2-node Ray cluster (127.0.0.2 + 127.0.0.3, one CPU
-each) gives the table a single-process run gives: on 200 real photos, after an incremental
-change (5 changed, 5 deleted, 10 added, a corrupt and a truncated file), and after its driver
-is SIGKILLed past its first commit and run again (no duplicate ids, no orphan files)."""
+each) gives the table a single-process run gives: on 200 real photos whose first driver is
+SIGKILLed past its first commit and whose re-run loses a worker node (no duplicate ids, no
+orphan files), then after an incremental change (5 changed, 5 deleted, 10 added, a corrupt
+and a truncated file)."""
 
 from __future__ import annotations
 
@@ -129,36 +130,54 @@ def _skips(report) -> set[tuple[str, str]]:
     return {(s["path"], s["reason"]) for s in report["skipped"]}
 
 
-@pytest.fixture(scope="module")
-def killed_then_rerun(cluster, originals, tmp_path_factory):
-    """A Ray index whose first driver was SIGKILLed after its first commit, then run again;
-    and a local index of the same folder: (folder, ray index, local index, runs' facts)."""
+def _wait_for_commit(driver: subprocess.Popen, uri: str, above: int = 0) -> int:
+    """Rows in the table once it holds more than ``above`` (0 when the driver ended first)."""
     import lance
 
+    deadline = time.monotonic() + 240
+    while driver.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        if os.path.isdir(uri) and (rows := lance.dataset(uri).count_rows()) > above:
+            return rows
+    return 0
+
+
+@pytest.fixture(scope="module")
+def killed_then_rerun(cluster, originals, tmp_path_factory):
+    """A Ray index whose driver was SIGKILLed after its first commit, then run again, losing
+    its second node (127.0.0.3, SIGKILL) after that run's first commit; and a local index of
+    the same folder: (folder, ray index, local index, what happened)."""
     base = tmp_path_factory.mktemp("ray-engine")
     root, home = base / "photos", base / "ray"
     _small_copies(originals[:N_PHOTOS], root)
     uri = str(home / "db" / "images.lance")
-    driver = _ray_index(cluster, home, root, "--commit-every", "32", "--batch-size", "16")
-    deadline = time.monotonic() + 240
-    committed = 0
-    while driver.poll() is None and time.monotonic() < deadline and not committed:
-        time.sleep(0.2)
-        if os.path.isdir(uri):
-            committed = lance.dataset(uri).count_rows()
-    running = driver.poll() is None
+    small = ("--commit-every", "32", "--batch-size", "16")
+    driver = _ray_index(cluster, home, root, *small)
+    committed = _wait_for_commit(driver, uri)
+    driver_running = driver.poll() is None
     driver.send_signal(signal.SIGKILL)
     driver.communicate(timeout=60)
-    rerun_driver = _ray_index(cluster, home, root)
+    # min 1 actor: the pool goes on with the head node's actor when the other node is gone
+    rerun_driver = _ray_index(cluster, home, root, *small, "--actors", "1:2")
+    recommitted = _wait_for_commit(rerun_driver, uri, above=committed)
+    node_lost_mid_run = rerun_driver.poll() is None and recommitted < N_PHOTOS
+    cluster.kill_node(1)
     local = _local_index(base / "local", root)  # meanwhile: the driver mostly waits
     assert local.total == N_PHOTOS
     rerun = _finished(rerun_driver)
-    return root, home, base / "local", {"running": running, "committed": committed, "rerun": rerun}
+    facts = {
+        "driver_running": driver_running,
+        "committed": committed,
+        "node_lost_mid_run": node_lost_mid_run,
+        "rerun": rerun,
+    }
+    return root, home, base / "local", facts
 
 
-def test_driver_killed_after_its_first_commit_then_rerun_gives_the_local_table(killed_then_rerun):
+def test_driver_then_a_node_killed_mid_run_still_give_the_local_table(killed_then_rerun):
     _, home, local, facts = killed_then_rerun
-    assert facts["running"], "the driver finished before its first commit could be seen"
+    assert facts["driver_running"], "the driver finished before its first commit was seen"
+    assert facts["node_lost_mid_run"], "the rerun finished before its first commit was seen"
     assert 0 < facts["committed"] < N_PHOTOS
     rerun = facts["rerun"]
     assert rerun["unchanged"] >= facts["committed"]  # committed rows were not embedded again
@@ -180,7 +199,7 @@ def test_incremental_rerun_gives_the_local_table(killed_then_rerun, cluster, ori
     whole = photos[20].read_bytes()
     (root / "truncated.jpg").write_bytes(whole[: len(whole) // 3])
 
-    ray_run = _ray_index(cluster, home, root)
+    ray_run = _ray_index(cluster, home, root, "--actors", "1:2")  # one node is left
     local = _local_index(local_home, root)
     again = _finished(ray_run)
     counts = ("added", "updated", "removed", "unchanged")
