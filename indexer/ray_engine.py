@@ -13,8 +13,10 @@ at the start and end of every run (a retried Ray task can leave one, too)."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -114,14 +116,19 @@ def _ray_session(address: str | None) -> Iterator[None]:
 
     # workers import pixfind as the driver does (a checkout on PYTHONPATH, or installed)
     env = {k: os.environ[k] for k in ("PYTHONPATH", "HF_HOME", "HF_HUB_OFFLINE") if k in os.environ}
-    ray.init(
-        address=address,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level="ERROR",
-        runtime_env={"env_vars": env} if env else None,
-    )
+    with warnings.catch_warnings():
+        # a local Ray's own processes are started by fork+exec: LanceDB's state is not used there
+        warnings.filterwarnings("ignore", message="lancedb fork support", category=RuntimeWarning)
+        warnings.filterwarnings("ignore", message="lance is not fork-safe", category=UserWarning)
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level="ERROR",
+            runtime_env={"env_vars": env} if env else None,
+        )
     try:
+        logging.getLogger("ray.data").setLevel(logging.ERROR)  # per-run notes, not errors
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
