@@ -75,6 +75,7 @@ def main() -> None:
         with LocalCluster(nodes=2, cpus=args.cpus, env=node_env) as cluster:
             print(f"cluster start  : {time.perf_counter() - started:6.1f}s (not counted)")
             ray = ("--engine", "ray", "--ray-address", cluster.address, "--actors", "2")
+            env.update(cluster.driver_env)
             ray_s, report = index(folder, work / "ray", spec, {**env, "OMP_NUM_THREADS": "1"}, *ray)
             print(f"ray, 2 nodes   : {ray_s:6.1f}s  {args.n / ray_s:6.1f} img/s")
             print(f"ratio          : ray / single = {ray_s / local_s:.2f}x the time")

@@ -100,7 +100,7 @@ class EmbedActor:
         embedded = embed_batch(self.encoder, decoded, self.writer.reusable(decoded))
         embedding = time.perf_counter()
         fragments, appended, updates = self._write(embedded, changed)
-        result = tally(embedded, changed, self.job.removed)
+        result = tally(embedded, changed, self.writer.removed)
         row = {
             "fragments": fragments,
             "appended": appended,

@@ -32,7 +32,10 @@ def free_port() -> int:
 class LocalCluster:
     def __init__(self, nodes: int = 2, cpus: int = 1, env: dict[str, str] | None = None):
         self.nodes, self.cpus = nodes, cpus
-        self.env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+        # a local `ray.init()` once run here leaves ~/.ray/auth_token, which turns token auth on
+        # for a head but not for the nodes joining it: loopback test clusters go without
+        self.driver_env = {"RAY_AUTH_MODE": "disabled"}
+        self.env = {**os.environ, "OMP_NUM_THREADS": "1", **self.driver_env, **(env or {})}
         # short: Ray's unix socket paths must fit in 107 bytes
         self.temp = tempfile.mkdtemp(prefix="rayt", dir="/tmp")
         self.port = free_port()
@@ -63,7 +66,8 @@ class LocalCluster:
             if STARTED in line:  # drain the rest, so a full pipe never blocks the node
                 threading.Thread(target=proc.stdout.read, daemon=True).start()
                 return
-        raise RuntimeError("ray node did not start:\n" + "".join(seen[-30:]))
+        code = proc.poll()
+        raise RuntimeError(f"ray node did not start (exit {code}):\n" + "".join(seen[-30:]))
 
     def start(self) -> LocalCluster:
         try:

@@ -61,7 +61,7 @@ def _ray_index(cluster, home: Path, root: Path, *extra: str) -> subprocess.Popen
     cmd = [sys.executable, "-m", "pixfind.cli", "--index", str(home), "index", str(root)]
     cmd += ["--model", TINY[0], "--pretrained", TINY[1], "--engine", "ray", "--json"]
     cmd += ["--ray-address", cluster.address, "--actors", "2", "--batch-size", "32", *extra]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, **cluster.driver_env, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
