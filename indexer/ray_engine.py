@@ -184,6 +184,9 @@ class _Window:
 
     def __init__(self, store: Store, report: IndexReport):
         self.store, self.report = store, report
+        self._empty()
+
+    def _empty(self) -> None:
         self.fragments: list[str] = []
         self.updates: list[pa.Table] = []
         self.stale: list[str] = []
@@ -238,7 +241,7 @@ class _Window:
         for result in self.results:  # counted once committed, like a local run's batches
             self.report.add(result)
         self.report.stages.write += time.perf_counter() - started
-        self.__init__(self.store, self.report)
+        self._empty()
 
 
 def _latest_version(home: Path) -> int:

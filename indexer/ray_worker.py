@@ -149,5 +149,7 @@ def ipc_table(data: bytes) -> pa.Table:
 
 
 def blocks(todo: pa.Table, size: int) -> Sequence[pa.Table]:
-    """The plan cut into blocks of ``size`` rows: one actor call (one model batch) each."""
-    return [todo.slice(start, size) for start in range(0, len(todo), size)]
+    """The plan cut into blocks of ``size`` rows: one actor call (one model batch) each.
+    Copies (take), not slices: a pickled slice may carry its parent's whole buffers."""
+    ends = range(0, len(todo), size)
+    return [todo.take(pa.array(range(at, min(at + size, len(todo))))) for at in ends]
