@@ -212,7 +212,7 @@ def synthetic_store(home: Path, n: int, encoder, seed: int = 0) -> None:
     library's (folders of places and years, camera names, some captions), and their full-text
     index: for query latency at sizes too large to index here."""
     from pixfind.search import keywords
-    from pixfind.search.rows import records_table as _records_table
+    from pixfind.search.rows import records_table
     from pixfind.search.store import Store, path_id
     from pixfind.search.types import ImageRecord
 
@@ -231,7 +231,7 @@ def synthetic_store(home: Path, n: int, encoder, seed: int = 0) -> None:
             texts.append(keywords.keyword_text(path, ["/photos"], caps, "Canon", "EOS R5"))
         x = rng.standard_normal((m, dim)).astype(np.float32)
         x /= np.linalg.norm(x, axis=1, keepdims=True)
-        store.table.add(_records_table(recs, x, store.table.schema, keywords=texts))
+        store.table.add(records_table(recs, x, store.table.schema, keywords=texts))
     keywords.update_index(store)
 
 

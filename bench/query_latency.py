@@ -47,7 +47,7 @@ WORDS = [
 
 
 def make_store(home: Path, n: int):
-    from pixfind.search.rows import records_table as _records_table
+    from pixfind.search.rows import records_table
     from pixfind.search.store import Store, path_id
     from pixfind.search.types import ImageRecord, ModelInfo
 
@@ -69,7 +69,7 @@ def make_store(home: Path, n: int):
             for i in range(start, start + m)
             for p in [f"/photos/{i // 1000:04d}/IMG_{i:07d}.jpg"]
         ]
-        store.table.add(_records_table(recs, x[start : start + m], store.table.schema))
+        store.table.add(records_table(recs, x[start : start + m], store.table.schema))
     return store, x
 
 

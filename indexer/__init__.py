@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 
 _MODULES = {
-    "run": ("IndexOptions", "run_index"),
+    "run": ("ClusterOptions", "IndexOptions", "run_index"),
     "plan": ("Plan", "make_plan"),
     "report": ("IndexReport", "StageTimes"),
     "scan": ("scan",),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import sys
 import time
@@ -64,6 +65,24 @@ OcrLangOpt = Annotated[
 ]
 
 
+class Engine(str, enum.Enum):
+    local = "local"
+    ray = "ray"
+
+
+def parse_actors(text: str) -> tuple[int, int]:
+    """``N`` or ``MIN:MAX`` -> (min, max) actors."""
+    low, colon, high = text.partition(":")
+    try:
+        sizes = (int(low), int(high if colon else low))
+    except ValueError:
+        sizes = (0, 0)
+    if not 1 <= sizes[0] <= sizes[1]:
+        hint = f"{text!r}: give N or MIN:MAX, 1 <= MIN <= MAX"
+        raise typer.BadParameter(hint, param_hint="--actors")
+    return sizes
+
+
 @app.command("index")
 def index_cmd(
     paths: Annotated[list[Path], typer.Argument(help="Folders (or files) to index.")],
@@ -91,6 +110,24 @@ def index_cmd(
         ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    engine: Annotated[
+        Engine,
+        typer.Option("--engine", help="local: this process; ray: a Ray cluster (the ray extra)."),
+    ] = Engine.local,
+    ray_address: Annotated[
+        str | None,
+        typer.Option("--ray-address", help="Ray cluster to use (default: start one here)."),
+    ] = None,
+    actors: Annotated[
+        str, typer.Option("--actors", help="Ray actors, one model each: N or MIN:MAX.")
+    ] = "1",
+    gpus_per_actor: Annotated[
+        float, typer.Option("--gpus-per-actor", help="GPUs per Ray actor (0.5: two per GPU).")
+    ] = 0.0,
+    commit_every: Annotated[
+        int,
+        typer.Option("--commit-every", help="Rows per commit with Ray (what a crash can lose)."),
+    ] = 2048,
 ) -> None:
     """Index photo folders (incremental: unchanged files are not decoded again).
 
@@ -99,8 +136,9 @@ def index_cmd(
     from rich import progress as bar
 
     passive_omp_threads()  # before torch loads
-    from pixfind.indexer import IndexOptions, run_index
+    from pixfind.indexer import ClusterOptions, IndexOptions, run_index
 
+    cluster = ClusterOptions(ray_address, parse_actors(actors), gpus_per_actor, commit_every)
     options = IndexOptions(
         roots=[str(p) for p in paths],
         exclude=exclude or [],
@@ -114,6 +152,10 @@ def index_cmd(
         ocr=ocr,
         ocr_lang=ocr_lang,
     )
+    if engine is Engine.ray:
+        from pixfind.indexer.ray_engine import check_ray_options
+
+        check_ray_options(options)  # before any model loads: one line (how to install it)
     progress = bar.Progress(
         bar.TextColumn("[bold]embedding"), bar.BarColumn(), bar.MofNCompleteColumn(),
         bar.TaskProgressColumn(), bar.TextColumn("{task.fields[rate]} img/s"),
@@ -147,6 +189,8 @@ def index_cmd(
             runtime=runtime,
             on_plan=on_plan,
             on_progress=on_progress,
+            engine=engine.value,
+            cluster=cluster,
         )
     if as_json:
         out.print_json(data=report.to_dict())

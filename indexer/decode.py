@@ -218,6 +218,7 @@ def _mapped_batches(stats, fn, collate, batch_size: int, workers: int) -> Iterat
 
     # Workers only decode; they never touch LanceDB, whose fork warning doesn't apply to them.
     warnings.filterwarnings("ignore", message="lancedb fork support", category=RuntimeWarning)
+    warnings.filterwarnings("ignore", message="lance is not fork-safe", category=UserWarning)
     loader = torch.utils.data.DataLoader(
         _Mapped(stats, fn),
         batch_size=batch_size,

@@ -38,7 +38,15 @@ from .run import (
 )
 from .write import Writer
 
-__all__ = ["IndexOptions", "StopRequest", "run_index", "update_index"]
+__all__ = [
+    "IndexOptions",
+    "StopRequest",
+    "fill_missing_hashes",
+    "finish",
+    "open_store",
+    "run_index",
+    "update_index",
+]
 
 
 def update_index(
@@ -57,21 +65,7 @@ def update_index(
     (or could not tell): plan against the table, load the model only when something must
     be embedded, write, read text (``reader``: --ocr), fill missing perceptual hashes, and
     bring the derived files up to date."""
-    notes: list[str] = []
-    existing = _open_existing(home, options.rebuild, notes)
-    if encoder is None and existing is not None:
-        if spec is None:
-            spec = existing.info.spec  # an index remembers its model
-        elif not options.rebuild:
-            existing.check_spec(spec)
-    if options.rebuild or existing is None:
-        encoder = encoder or load_encoder(spec, device, runtime)
-        store = Store.create(home, encoder.info, overwrite=options.rebuild)
-    else:
-        store = existing
-        if encoder is not None:
-            store.check_model(encoder.info)
-    report = IndexReport(str(home), store.info.label, notes=notes)
+    store, encoder, spec, report = open_store(home, options, spec, device, encoder, runtime)
     stages = report.stages
     planning = time.perf_counter()
     known = store.file_states()
@@ -114,29 +108,83 @@ def update_index(
             ]
             _read_text(seen, reader, writer, report, options, stop)
         skip = {s.path for s in plan.todo} | set(plan.removed) | set(plan.kept)
-        if stale := stale_paths(store, roots + scanned.given, skip):  # an older index: hash it
-            size = store.info.image_size  # the model's draft size, without loading the model
-            report.rehashed = fill_hashes(
-                store, stale, size, options.workers, lambda: stop.requested
-            )
+        fill_missing_hashes(store, roots + scanned.given, skip, options, report, stop)
     if not report.interrupted:
-        writing = time.perf_counter()
-        if report.embedded or report.removed or report.ocr_read or report.rehashed:
-            store.compact()  # also folds new rows into the keyword index
-        keywords.update_index(store)  # built when missing, else a no-op
-        stages.write += time.perf_counter() - writing
-        indexing = time.perf_counter()
-        # the text tower's recipe reads the weights: only where the model was loaded anyway
-        recipe = text_recipe(encoder.spec) if encoder is not None else None
-        vectors = VectorIndex.for_store(store, recipe=recipe)
-        stages.index = time.perf_counter() - indexing
         todo = {s.path: s for s in plan.todo}
         failed = {p: (todo[p].mtime, todo[p].size, why) for p, why in report.skipped if p in todo}
         failed.update(still_failed)
-        unchanged = known if store.version == version else None
-        _save_states(store, unchanged, vectors.directory, failed)
+        finish(store, report, encoder, failed, known, version)
     report.total = store.count()
     return report
+
+
+def open_store(
+    home: Path,
+    options: IndexOptions,
+    spec: EncoderSpec | None,
+    device: str,
+    encoder: Encoder | None,
+    runtime: str | None,
+) -> tuple[Store, Encoder | None, EncoderSpec | None, IndexReport]:
+    """The store opened (a damaged one moved aside on --rebuild) or created, with the model
+    check; the encoder only where it had to be loaded (a new table); the spec to load later
+    (the index's own by default); the run's report."""
+    notes: list[str] = []
+    existing = _open_existing(home, options.rebuild, notes)
+    if encoder is None and existing is not None:
+        if spec is None:
+            spec = existing.info.spec  # an index remembers its model
+        elif not options.rebuild:
+            existing.check_spec(spec)
+    if options.rebuild or existing is None:
+        encoder = encoder or load_encoder(spec, device, runtime)
+        store = Store.create(home, encoder.info, overwrite=options.rebuild)
+    else:
+        store = existing
+        if encoder is not None:
+            store.check_model(encoder.info)
+    return store, encoder, spec, IndexReport(str(home), store.info.label, notes=notes)
+
+
+def fill_missing_hashes(
+    store: Store,
+    scope: Sequence[str],
+    skip: set[str],
+    options: IndexOptions,
+    report: IndexReport,
+    stop: StopRequest,
+) -> None:
+    """Fill the perceptual hashes of rows under ``scope`` an older index left without them
+    (not ``skip``: rows just written, removed or kept unseen)."""
+    if stale := stale_paths(store, scope, skip):
+        size = store.info.image_size  # the model's draft size, without loading the model
+        report.rehashed = fill_hashes(store, stale, size, options.workers, lambda: stop.requested)
+
+
+def finish(
+    store: Store,
+    report: IndexReport,
+    encoder: Encoder | None,
+    failed: dict[str, tuple[float, int, str]],
+    known: dict[str, tuple[float, int]] | None = None,
+    version: int | None = None,
+) -> None:
+    """After the rows, the same for every engine: compaction, keyword and vector indexes,
+    and the file states for the next run's quick look (``failed``: files that did not
+    decode; ``known``: the states read at table ``version``, reused if it is still that)."""
+    stages = report.stages
+    writing = time.perf_counter()
+    if report.embedded or report.removed or report.ocr_read or report.rehashed:
+        store.compact()  # also folds new rows into the keyword index
+    keywords.update_index(store)  # built when missing, else a no-op
+    stages.write += time.perf_counter() - writing
+    indexing = time.perf_counter()
+    # the text tower's recipe reads the weights: only where the model was loaded anyway
+    recipe = text_recipe(encoder.spec) if encoder is not None else None
+    vectors = VectorIndex.for_store(store, recipe=recipe)
+    stages.index = time.perf_counter() - indexing
+    unchanged = known if store.version == version else None
+    _save_states(store, unchanged, vectors.directory, failed)
 
 
 def _save_states(

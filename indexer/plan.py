@@ -52,10 +52,20 @@ def make_plan(
             plan.changed.append(stat)
         else:
             plan.unchanged += 1
-    gone = sorted(p for p in known if p not in seen and under_roots(p, roots))
-    if prune or not unseen:
-        plan.removed = gone
-    else:
-        for path in gone:
-            (plan.kept if under_roots(path, unseen) else plan.removed).append(path)
+    gone = (p for p in known if p not in seen)
+    plan.removed, plan.kept = split_gone(gone, roots, unseen, prune)
     return plan
+
+
+def split_gone(
+    gone: Iterable[str], roots: Sequence[str], unseen: Sequence[str] = (), prune: bool = False
+) -> tuple[list[str], list[str]]:
+    """(removed, kept) of indexed paths not found by the scan, each sorted: only paths under
+    ``roots`` go, and paths at or under ``unseen`` are kept unless ``prune``."""
+    gone = sorted(p for p in gone if under_roots(p, roots))
+    if prune or not unseen:
+        return gone, []
+    removed, kept = [], []
+    for path in gone:
+        (kept if under_roots(path, unseen) else removed).append(path)
+    return removed, kept

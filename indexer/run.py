@@ -13,6 +13,10 @@ The quick look is not taken when the run brings a model (a live index keeps one 
 or is limited to changed paths (``only``: a live index's event); nor while the table's keyword
 index is missing, or rows under the roots still lack their perceptual hashes (files.state
 lists those): the pipeline does that work.
+
+``engine="ray"`` (indexer/ray_engine.py) takes the same quick look: a run with nothing to do
+starts no Ray cluster. Otherwise the Ray driver replaces the pipeline under the same lock and
+leaves the same file states behind, so either engine's next run can stop here.
 """
 
 from __future__ import annotations
@@ -64,6 +68,16 @@ class IndexOptions:
     ocr_lang: str = "eng"  # Tesseract languages, "eng+deu"
 
 
+@dataclass(frozen=True)
+class ClusterOptions:
+    """Where and how wide the Ray engine runs (``address`` None: a local Ray on this machine)."""
+
+    address: str | None = None
+    actors: tuple[int, int] = (1, 1)  # (min, max) actors, each holding one model
+    gpus_per_actor: float = 0.0
+    commit_every: int = 2048  # rows per commit: what a killed driver can lose at most
+
+
 class StopRequest:
     """Set by the first Ctrl-C (SIGINT): stop after the batch in flight is committed."""
 
@@ -98,13 +112,23 @@ def run_index(
     encoder: Encoder | None = None,
     stop: StopRequest | None = None,
     runtime: str | None = None,
+    engine: str = "local",
+    cluster: ClusterOptions | None = None,
 ) -> IndexReport:
     """Bring the index at ``home`` up to date with the files under ``options.roots``.
 
     ``encoder``: a loaded encoder to use (a live index keeps one); ``stop``: set by another
     thread to stop after the batch in flight, as the first Ctrl-C does; ``runtime``: auto,
-    torch or onnx (None: $PIXFIND_RUNTIME)."""
+    torch or onnx (None: $PIXFIND_RUNTIME). ``engine`` "local" runs the stages in this
+    process (and its decoding workers); "ray" hands decoding and embedding to a Ray cluster
+    (``cluster``) and commits what it returns (indexer/ray_engine.py)."""
     start = time.perf_counter()
+    if engine not in ("local", "ray"):
+        raise ValueError(f"unknown engine {engine!r}: use 'local' or 'ray'")
+    if engine == "ray":
+        from .ray_engine import check_ray_options
+
+        check_ray_options(options, encoder)  # one line before anything is loaded or locked
     register_heif()
     reader = None
     if options.ocr:  # before anything is loaded or written: a missing Tesseract is one line
@@ -126,11 +150,19 @@ def run_index(
             if report is not None:
                 report.seconds = time.perf_counter() - start
                 return report
-        from .pipeline import update_index
+        if engine == "ray":
+            from .ray_engine import run_ray_index
 
-        report = update_index(
-            home, options, spec, device, encoder, on_plan, on_progress, reader, stop, runtime
-        )
+            cluster = cluster or ClusterOptions()
+            report = run_ray_index(
+                home, options, cluster, spec, device, on_plan, on_progress, stop, runtime
+            )
+        else:
+            from .pipeline import update_index
+
+            report = update_index(
+                home, options, spec, device, encoder, on_plan, on_progress, reader, stop, runtime
+            )
         report.seconds = time.perf_counter() - start
         return report
 
@@ -166,7 +198,7 @@ def _unchanged(
 class Scanned:
     """What scan_and_plan found: the plan and where it looked."""
 
-    plan: Plan
+    plan: Plan  # or an ArrowPlan, where the Ray engine plans (scan_and_plan's ``plan_with``)
     roots: list[str]  # the roots' real paths
     given: list[str]  # the roots as given where they differ (symlinks)
     targets: list[str]  # what was scanned: the roots, or ``options.only`` under them
@@ -174,11 +206,15 @@ class Scanned:
 
 
 def scan_and_plan(
-    options: IndexOptions, known: Mapping[str, tuple[float, int]], report: IndexReport
+    options: IndexOptions,
+    known: Mapping[str, tuple[float, int]],
+    report: IndexReport,
+    plan_with: Callable[..., Plan] | None = None,
 ) -> Scanned:
     """Scan ``options.roots`` (or ``options.only`` under them) and compare with ``known``.
     What was skipped, unreadable, reached through a symlinked root or paired (RAW+JPEG)
-    goes into ``report``, with the stage times."""
+    goes into ``report``, with the stage times. ``plan_with(found, scope, unseen, prune)``
+    plans instead of make_plan against ``known`` (the Ray engine's Arrow join)."""
     stages = report.stages
     roots, given = _real_roots(options.roots, report)
     unseen: list[str] = []
@@ -211,7 +247,10 @@ def scan_and_plan(
     )
     # rows stored under a root as given (a symlink) are aliases of the real path: replaced
     scope = roots + given if options.only is None else targets
-    plan = make_plan(found, known, scope, unseen, options.prune_missing)
+    if plan_with is None:
+        plan = make_plan(found, known, scope, unseen, options.prune_missing)
+    else:
+        plan = plan_with(found, scope, unseen, options.prune_missing)
     stages.scan = found.seconds
     stages.plan = time.perf_counter() - planning - found.seconds
     report.unchanged = plan.unchanged

@@ -10,7 +10,9 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 from pixfind.search.keywords import keyword_text, set_ocr
+from pixfind.search.rows import records_table
 from pixfind.search.store import Store, now, path_id
 from pixfind.search.types import ImageRecord
 
@@ -69,32 +71,12 @@ class Writer:
 
     def write(self, batch: EmbeddedBatch) -> WriteResult:
         """Commit ``batch`` at once; its skipped files that were indexed leave the index."""
-        stale = [s.path for s in batch.skipped if s.path in self.changed]
+        stale = stale_paths(batch, self.changed)
         if stale:  # a file that changed into something undecodable leaves the index
             self.store.delete_paths(stale)
-        images = batch.images
-        if images:
-            vectors = np.stack([im.vector for im in images]).astype(np.float32, copy=False)
-            records = _records(images)
-            keywords = [_keywords(im, self.roots) for im in images]
-            captions = [im.caption_vectors for im in images]
-            ocr = [im.facts.ocr for im in images]
-            hashes = [im.facts.hashes for im in images]
-            self.store.upsert(records, vectors, captions, keywords, ocr, hashes)
-        updated = sum(1 for im in images if im.facts.stat.path in self.changed)
-        read = [im.facts.ocr for im in images if im.facts.ocr is not None]
-        return WriteResult(
-            added=len(images) - updated,
-            updated=updated,
-            removed=len(stale),
-            moved=sum(1 for im in images if self._moved(im)),
-            reused=sum(1 for im in images if im.reused_from is not None),
-            captioned=sum(1 for im in images if im.facts.captions),
-            ocr_read=len(read),
-            ocr_found=sum(1 for o in read if o.text),
-            ocr_seconds=sum(o.seconds for o in read),
-            skipped=batch.skipped,
-        )
+        if batch.images:
+            self.store.upsert_rows(rows_of(batch.images, self.store.table.schema, self.roots))
+        return tally(batch, self.changed, self.removed)
 
     def write_ocr(self, batch: OcrBatch) -> WriteResult:
         """Commit text read in indexed photos whose vectors are kept. A photo that could
@@ -114,9 +96,47 @@ class Writer:
             self.store.delete_paths(paths)
         return WriteResult(removed=len(paths))
 
-    def _moved(self, image: EmbeddedImage) -> bool:
-        old = image.reused_from
-        return old is not None and old in self.removed and old != image.facts.stat.path
+
+def stale_paths(batch: EmbeddedBatch, changed: Collection[str]) -> list[str]:
+    """Indexed files of ``batch`` that no longer decode: their rows must go."""
+    return [s.path for s in batch.skipped if s.path in changed]
+
+
+def rows_of(images: Sequence[EmbeddedImage], schema, roots: Sequence[str]) -> pa.Table:
+    """The table rows of ``images`` (records, vectors, caption vectors, keywords, text read,
+    perceptual hashes): the one row builder of both engines; the single-process writer
+    upserts them, Ray writes files."""
+    vectors = np.stack([im.vector for im in images]).astype(np.float32, copy=False)
+    keywords = [_keywords(im, roots) for im in images]
+    captions = [im.caption_vectors for im in images]
+    ocr = [im.facts.ocr for im in images]
+    hashes = [im.facts.hashes for im in images]
+    return records_table(_records(images), vectors, schema, captions, keywords, ocr, hashes)
+
+
+def tally(batch: EmbeddedBatch, changed: Collection[str], removed: Collection[str]) -> WriteResult:
+    """What writing ``batch`` does: ``changed`` are indexed paths being rewritten, ``removed``
+    indexed paths that are gone (a new path holding their content is a move)."""
+    images = batch.images
+    updated = sum(1 for im in images if im.facts.stat.path in changed)
+    read = [im.facts.ocr for im in images if im.facts.ocr is not None]
+
+    def moved(im: EmbeddedImage) -> bool:
+        old = im.reused_from
+        return old is not None and old in removed and old != im.facts.stat.path
+
+    return WriteResult(
+        added=len(images) - updated,
+        updated=updated,
+        removed=len(stale_paths(batch, changed)),
+        moved=sum(1 for im in images if moved(im)),
+        reused=sum(1 for im in images if im.reused_from is not None),
+        captioned=sum(1 for im in images if im.facts.captions),
+        ocr_read=len(read),
+        ocr_found=sum(1 for o in read if o.text),
+        ocr_seconds=sum(o.seconds for o in read),
+        skipped=batch.skipped,
+    )
 
 
 def _keywords(image: EmbeddedImage, roots: Sequence[str]) -> str:

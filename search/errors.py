@@ -66,6 +66,10 @@ class ReadOnlyIndex(UnusableIndex):
     """Writing is needed (indexing) but the index can't be written; searching still works."""
 
 
+class MissingExtra(PixfindError):
+    """A feature needs an optional extra that is not installed (`pip install 'pixfind[x]'`)."""
+
+
 class DiskFull(UnusableIndex):
     """No space left while writing; what was committed before is kept."""
 

@@ -343,9 +343,15 @@ class Store:
             return
         from .rows import records_table
 
-        data = records_table(
-            records, vectors, self.table.schema, caption_vectors, keywords, ocr, hashes
+        self.upsert_rows(
+            records_table(
+                records, vectors, self.table.schema, caption_vectors, keywords, ocr, hashes
+            )
         )
+
+    def upsert_rows(self, data: pa.Table) -> None:
+        """Insert or replace rows laid out by search/rows.py records_table, by id, in one
+        commit."""
         with backend_errors(self.home, "writing new rows"):
             (
                 self.table.merge_insert("id")
