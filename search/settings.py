@@ -120,7 +120,8 @@ def quiet_libraries(level: str | None = None) -> None:
         level=getattr(logging, level, logging.CRITICAL), format="%(name)s: %(message)s"
     )
     if level != "DEBUG":
-        os.environ.setdefault("LANCE_LOG", "error")
+        os.environ.setdefault("LANCE_LOG", "error")  # pylance
+        os.environ.setdefault("LANCEDB_LOG", "error")  # lancedb's own Rust logger (0.40+)
         logging.getLogger("lancedb").setLevel(logging.ERROR)
 
 
