@@ -192,6 +192,16 @@ def pyplot():
     return plt
 
 
+def save_figure(fig, path: str | os.PathLike, dpi: int) -> Path:
+    """Lay out, write (making the folder) and close a pyplot figure; returns its path."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+    return path
+
+
 def plot(scores: dict, path: str | os.PathLike, title: str = "") -> Path:
     """Bar chart of the recalls (and zero-shot accuracy) as a PNG; needs matplotlib."""
     plt = pyplot()
@@ -214,12 +224,7 @@ def plot(scores: dict, path: str | os.PathLike, title: str = "") -> Path:
     ax.set_ylabel("recall / accuracy")
     ax.set_title(title, fontsize=9)
     ax.tick_params(axis="x", labelrotation=45, labelsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def attribute_queries() -> list[Any]:

@@ -120,7 +120,7 @@ def recall(model: Any, val: ValSet, mean: Any, std: Any, device: str, batch: int
 
 def plot_curves(history: list[dict], path: str | os.PathLike, title: str = "") -> Path:
     """Loss, validation recall, learning rate and temperature per epoch, as a PNG."""
-    from .evaluate import pyplot
+    from .evaluate import pyplot, save_figure
 
     plt = pyplot()
     epochs = [h["epoch"] for h in history]
@@ -149,9 +149,4 @@ def plot_curves(history: list[dict], path: str | os.PathLike, title: str = "") -
         ax.tick_params(labelsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
