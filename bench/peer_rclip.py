@@ -43,6 +43,7 @@ from bench.common import PHOTOS, ROOT, standin_env  # noqa: E402
 RCLIP_VERSION = "3.3.0"
 RCLIP_MODEL = "ViT-B-32-256-datacomp_s34b_b86k"
 QUERY = "a dog"
+ROWS = ("cold", "noop", "full", "phone", "encode")  # the table's rows, in order
 
 EXPORT = """
 import shutil, sys
@@ -249,7 +250,15 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=300)
     parser.add_argument("--phone", type=int, default=120)
     parser.add_argument("--batches", type=int, default=4, help="batches of 32 per encode run")
+    parser.add_argument(
+        "--rows",
+        default=",".join(ROWS),
+        help=f"comma-separated rows to measure, of {','.join(ROWS)} (default: all)",
+    )
     args = parser.parse_args()
+    wanted = set(args.rows.split(","))
+    if not wanted or wanted - set(ROWS):
+        sys.exit(f"--rows takes some of {','.join(ROWS)}")
     if args.install:
         install(args.venv)
     if not (args.venv / "bin" / "rclip").is_file():
@@ -269,18 +278,25 @@ def main() -> None:
     if not (datadir / "db.sqlite3").is_file():
         peer.rclip_run(fresh_rclip_datadir(peer.models, datadir), flickr, "-f")
     query, noop = ([], []), ([], [])
-    for _ in range(args.repeat):
-        query[0].append(timed(peer.pixfind(index, "search", QUERY), peer.pix_env, ROOT))
-        query[1].append(peer.rclip_run(datadir, flickr, "-n", "-f"))
-        noop[0].append(timed(peer.pixfind(index, "index", str(flickr)), peer.pix_env, ROOT))
-        noop[1].append(peer.rclip_run(datadir, flickr, "-f"))
+    for _ in range(args.repeat if wanted & {"cold", "noop"} else 0):
+        if "cold" in wanted:
+            query[0].append(timed(peer.pixfind(index, "search", QUERY), peer.pix_env, ROOT))
+            query[1].append(peer.rclip_run(datadir, flickr, "-n", "-f"))
+        if "noop" in wanted:
+            noop[0].append(timed(peer.pixfind(index, "index", str(flickr)), peer.pix_env, ROOT))
+            noop[1].append(peer.rclip_run(datadir, flickr, "-f"))
     load.append(os.getloadavg()[0])
-    full = peer.full_index(flickr, "flickr", args.full_repeat)
-    load.append(os.getloadavg()[0])
-    big = peer.full_index(phone, "phone", args.full_repeat)
-    load.append(os.getloadavg()[0])
-    rates = peer.encode_rates(args.batches, args.repeat)
-    load.append(os.getloadavg()[0])
+    full = big = ([], [])
+    if "full" in wanted:
+        full = peer.full_index(flickr, "flickr", args.full_repeat)
+        load.append(os.getloadavg()[0])
+    if "phone" in wanted:
+        big = peer.full_index(phone, "phone", args.full_repeat)
+        load.append(os.getloadavg()[0])
+    rates = ([], [])
+    if "encode" in wanted:
+        rates = peer.encode_rates(args.batches, args.repeat)
+        load.append(os.getloadavg()[0])
 
     n, m = args.photos, args.phone
     print(f"\n| measure | pixfind | rclip {RCLIP_VERSION} | pixfind/rclip time |")
@@ -292,6 +308,8 @@ def main() -> None:
         (f"full index from empty, {m} phone JPEGs 4000x3000", big, m),
     ]
     for label, (a, b), images in rows:
+        if not a:
+            continue
         (ta, ma), (tb, mb) = median(a), median(b)
         rate_a = f", {images / ta:.1f} img/s" if images else ""
         rate_b = f", {images / tb:.1f} img/s" if images else ""
@@ -299,12 +317,13 @@ def main() -> None:
             f"| {label} | {ta:.2f} s ({ma:.0f} MB{rate_a}) | {tb:.2f} s ({mb:.0f} MB{rate_b}) "
             f"| {ta / tb:.2f}x |"
         )
-    ra = statistics.median(r[0] for r in rates[0])
-    rb = statistics.median(r[0] for r in rates[1])
-    print(
-        f"| model-only image encoding, 2 threads | {ra:.1f} img/s ({rates[0][0][1]} px) "
-        f"| {rb:.1f} img/s ({rates[1][0][1]} px) | {ra / rb:.2f}x the rate |"
-    )
+    if rates[0]:
+        ra = statistics.median(r[0] for r in rates[0])
+        rb = statistics.median(r[0] for r in rates[1])
+        print(
+            f"| model-only image encoding, 2 threads | {ra:.1f} img/s ({rates[0][0][1]} px) "
+            f"| {rb:.1f} img/s ({rates[1][0][1]} px) | {ra / rb:.2f}x the rate |"
+        )
     print(
         f"\nmedians of {args.repeat} (full index: {args.full_repeat}) interleaved runs; peak RSS "
         f"in parentheses; {time.perf_counter() - started:.0f} s in all; load average (1 min) "
