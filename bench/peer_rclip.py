@@ -257,7 +257,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     wanted = set(args.rows.split(","))
-    if not wanted or wanted - set(ROWS):
+    if wanted - set(ROWS):
         sys.exit(f"--rows takes some of {','.join(ROWS)}")
     if args.install:
         install(args.venv)
@@ -265,20 +265,21 @@ def main() -> None:
         sys.exit(f"no rclip in {args.venv}: run with --install first")
     args.work.mkdir(parents=True, exist_ok=True)
     peer = Peer(args.work, args.venv, args.standin)
-    flickr, phone = flickr_folder(args.work, args.photos), phone_folder(args.work, args.phone)
+    flickr = flickr_folder(args.work, args.photos)
     load = [os.getloadavg()[0]]
     started = time.perf_counter()
 
     # a populated index and rclip database of the Flickr folder for the query and no-op rows
     index = args.work / "pix-flickr"
     datadir = args.work / "rclip-flickr"
-    if not (index / "files.state").is_file():
+    quick = wanted & {"cold", "noop"}
+    if quick and not (index / "files.state").is_file():
         shutil.rmtree(index, ignore_errors=True)
         timed(peer.pixfind(index, "index", str(flickr)), peer.pix_env, ROOT)
-    if not (datadir / "db.sqlite3").is_file():
+    if quick and not (datadir / "db.sqlite3").is_file():
         peer.rclip_run(fresh_rclip_datadir(peer.models, datadir), flickr, "-f")
     query, noop = ([], []), ([], [])
-    for _ in range(args.repeat if wanted & {"cold", "noop"} else 0):
+    for _ in range(args.repeat if quick else 0):
         if "cold" in wanted:
             query[0].append(timed(peer.pixfind(index, "search", QUERY), peer.pix_env, ROOT))
             query[1].append(peer.rclip_run(datadir, flickr, "-n", "-f"))
@@ -291,7 +292,7 @@ def main() -> None:
         full = peer.full_index(flickr, "flickr", args.full_repeat)
         load.append(os.getloadavg()[0])
     if "phone" in wanted:
-        big = peer.full_index(phone, "phone", args.full_repeat)
+        big = peer.full_index(phone_folder(args.work, args.phone), "phone", args.full_repeat)
         load.append(os.getloadavg()[0])
     rates = ([], [])
     if "encode" in wanted:
