@@ -26,14 +26,9 @@ import numpy as np
 os.environ.setdefault("LANCE_LOG", "error")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pixfind.search.index import (  # noqa: E402
-    IndexInfos,
-    VectorIndex,
-    build_faiss,
-    choose_index,
-    exact_topk,
-    neighbour_recall,
-)
+from pixfind.search.index import IndexInfos, VectorIndex  # noqa: E402
+from pixfind.search.indexplan import build_faiss, choose_index  # noqa: E402
+from pixfind.search.recall import exact_topk, neighbour_recall  # noqa: E402
 
 from bench.common import clustered, percentiles, queries_like, sizes_arg  # noqa: E402
 

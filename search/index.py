@@ -12,6 +12,8 @@ candidates are re-ranked with fp16 (or, on a tight memory budget, 8-bit) copies 
 After a build, ``nprobe`` and the re-rank depth are tuned on sample queries until recall@10
 against exact search reaches ``target_recall``, and the measured recall is written to
 ``infos.json`` (``pixfind status`` prints it). HNSW is available by name (``kind="hnsw"``).
+The choice and the in-memory build live in search/indexplan.py, the recall measurement and
+tuning in search/recall.py.
 
 Knobs (environment, all optional): PIXFIND_INDEX_KIND (auto|flat|ivfpq|hnsw),
 PIXFIND_FLAT_MAX_ROWS, PIXFIND_INDEX_MEMORY_MB, PIXFIND_TARGET_RECALL.
@@ -19,9 +21,7 @@ PIXFIND_FLAT_MAX_ROWS, PIXFIND_INDEX_MEMORY_MB, PIXFIND_TARGET_RECALL.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
 import os
 import shutil
 import time
@@ -33,15 +33,11 @@ import numpy as np
 
 from .cold import snapshot
 from .errors import DamagedIndex
-from .settings import get_settings
+from .indexplan import IndexPlan, build_faiss, choose_index
+from .recall import apply_params
 from .store import Store
 
 INDEX_DIR = "faiss"
-RECALL_QUERIES = 200
-NPROBES = (4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
-K_FACTORS = (4, 8, 16, 32, 64)
-EFS = (16, 32, 64, 96, 128, 192, 256, 384, 512)
-KINDS = ("auto", "flat", "ivfpq", "hnsw")
 
 
 @dataclass
@@ -72,204 +68,6 @@ def saved_damage(directory: Path) -> str | None:
     """What is wrong with the saved FAISS files against their checksums (None: intact)."""
     infos = IndexInfos.read(directory / "infos.json")
     return snapshot.damage(directory, infos.checksums) if infos is not None else None
-
-
-@dataclass(frozen=True)
-class IndexPlan:
-    """What to build for a collection: ``kind`` plus the FAISS factory string."""
-
-    kind: str  # flat | ivfpq | hnsw
-    factory: str
-    nlist: int = 0
-    estimated_bytes: int = 0
-
-
-def choose_index(
-    rows: int,
-    dim: int,
-    memory_budget_mb: float | None = None,
-    flat_max_rows: int | None = None,
-    kind: str | None = None,
-) -> IndexPlan:
-    """Pick the index for ``rows`` vectors of ``dim`` floats within a memory budget.
-
-    Exact below ``flat_max_rows`` (when the float32 vectors fit the budget); above it an
-    IVF-PQ index whose candidates are re-ranked with fp16 vectors, or 8-bit ones when fp16
-    would not fit, or with no re-ranking at all when even that would not fit.
-    """
-    budget = (
-        memory_budget_mb if memory_budget_mb is not None else get_settings().index_memory_mb
-    ) * 2**20
-    flat_max = int(flat_max_rows if flat_max_rows is not None else get_settings().flat_max_rows)
-    kind = (kind or get_settings().index_kind).lower()
-    if kind not in KINDS:
-        raise ValueError(f"unknown index kind {kind!r}; one of {', '.join(KINDS)}")
-    flat_bytes = rows * dim * 4
-    if kind == "flat" or (kind == "auto" and (rows < flat_max and flat_bytes <= budget)):
-        return IndexPlan("flat", "Flat", estimated_bytes=flat_bytes)
-    if rows < 1000:  # too few vectors to train quantisers: exact is both right and fast
-        return IndexPlan("flat", "Flat", estimated_bytes=flat_bytes)
-    if kind == "hnsw":
-        return IndexPlan("hnsw", "HNSW32", estimated_bytes=rows * (dim * 4 + 32 * 2 * 4 + 8))
-    nlist = _nlist(rows)
-    m = _pq_m(dim)
-    overhead = m + 8 + 8  # PQ code + id in the inverted list + ids.npy
-    for refine, extra in (("SQfp16", dim * 2), ("SQ8", dim)):
-        if rows * (overhead + extra) <= budget:
-            factory = f"IVF{nlist},PQ{m}x8np,Refine({refine})"
-            return IndexPlan("ivfpq", factory, nlist, rows * (overhead + extra))
-    return IndexPlan("ivfpq", f"IVF{nlist},PQ{m}x8np", nlist, rows * overhead)
-
-
-def _nlist(rows: int) -> int:
-    """Inverted lists: a power of two near sqrt(rows), so training stays short on a laptop."""
-    return int(min(65536, max(16, 2 ** round(math.log2(math.sqrt(rows))))))
-
-
-def _pq_m(dim: int) -> int:
-    """Sub-quantisers: 8 dimensions each (64 bytes for 512-d), dividing ``dim`` exactly."""
-    for m in (dim // 8, dim // 4, dim // 2, dim):
-        if m >= 1 and dim % m == 0:
-            return m
-    return dim
-
-
-def sample_queries(vectors: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
-    """Recall-measurement queries drawn from the collection: half are stored vectors with
-    noise, half blends of two stored vectors (queries that fall between clusters)."""
-    rng = np.random.default_rng(seed)
-    rows, dim = vectors.shape
-    picks = rng.integers(0, rows, size=(n, 2))
-    noise = rng.standard_normal((n, dim)).astype(np.float32) / math.sqrt(dim)
-    q = vectors[picks[:, 0]] + 0.5 * noise
-    half = n // 2
-    q[half:] = vectors[picks[half:, 0]] + vectors[picks[half:, 1]] + 0.5 * noise[half:]
-    q /= np.linalg.norm(q, axis=1, keepdims=True) + 1e-12
-    return np.ascontiguousarray(q, dtype=np.float32)
-
-
-def exact_topk(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the exact inner-product top-k, in blocks so 1M rows fit in memory."""
-    best_s = np.full((len(queries), 0), -np.inf, np.float32)
-    best_p = np.zeros((len(queries), 0), np.int64)
-    for start in range(0, len(vectors), 262_144):
-        block = vectors[start : start + 262_144]
-        sims = queries @ block.T
-        kk = min(k, block.shape[0])
-        part = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
-        best_s = np.concatenate([best_s, np.take_along_axis(sims, part, 1)], axis=1)
-        best_p = np.concatenate([best_p, part + start], axis=1)
-        keep = np.argsort(-best_s, axis=1)[:, :k]
-        best_s = np.take_along_axis(best_s, keep, 1)
-        best_p = np.take_along_axis(best_p, keep, 1)
-    return best_p
-
-
-def neighbour_recall(found: np.ndarray, truth: np.ndarray) -> float:
-    """Mean fraction of each exact top-k found in the approximate top-k."""
-    pairs = zip(found, truth, strict=True)
-    hits = sum(len(set(f[f >= 0].tolist()) & set(t.tolist())) for f, t in pairs)
-    return hits / max(1, truth.size)
-
-
-def apply_params(index, params: dict) -> None:
-    """Set search-time knobs (nprobe, k_factor, efSearch) on a built or loaded index."""
-    import faiss
-
-    if "k_factor" in params and hasattr(index, "k_factor"):
-        index.k_factor = float(params["k_factor"])
-    if "nprobe" in params:
-        faiss.extract_index_ivf(index).nprobe = int(params["nprobe"])
-    if "efSearch" in params:
-        base = faiss.downcast_index(index.base_index if hasattr(index, "base_index") else index)
-        base.hnsw.efSearch = int(params["efSearch"])
-
-
-def tune(
-    index, plan: IndexPlan, vectors: np.ndarray, target: float, n_queries: int = RECALL_QUERIES
-) -> tuple[dict, float, int]:
-    """Smallest search effort whose recall@10 on sample queries reaches ``target``.
-
-    Returns (params, measured recall@10, number of queries); effort grows until the target
-    is met or the knobs run out (then the best recall found is recorded, honestly)."""
-    if plan.kind == "flat":
-        return {}, 1.0, 0
-    queries = sample_queries(vectors, n_queries)
-    k = min(10, len(vectors))
-    truth = exact_topk(vectors, queries, k)
-    if plan.kind == "hnsw":
-        grid = [{"efSearch": ef} for ef in EFS]
-    else:
-        nprobes = [p for p in NPROBES if p <= plan.nlist] or [plan.nlist]
-        refine = [{"k_factor": kf} for kf in K_FACTORS] if "Refine" in plan.factory else [{}]
-        grid = [{"nprobe": p, **r} for p in nprobes for r in refine]
-    best: tuple[dict, float] = ({}, -1.0)
-    half = len(queries) // 2
-    for params in grid:
-        apply_params(index, params)
-        _, found = index.search(queries, k)
-        # the target must hold for both kinds of query, not just on average: near-duplicate
-        # queries inside a dense cluster are the hard case for PQ (ties among near neighbours)
-        recall = min(
-            neighbour_recall(found[:half], truth[:half]),
-            neighbour_recall(found[half:], truth[half:]),
-        )
-        if recall > best[1]:
-            best = (params, recall)
-        if recall >= target:
-            return params, round(recall, 4), len(queries)
-    apply_params(index, best[0])
-    return best[0], round(best[1], 4), len(queries)
-
-
-def build_faiss(
-    vectors: np.ndarray,
-    plan: IndexPlan,
-    target_recall: float | None = None,
-    train_max: int | None = None,
-):
-    """Build (train, add, tune) the FAISS index of a plan; returns (index, params, recall, nq)."""
-    import faiss
-
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    rows, dim = vectors.shape if vectors.ndim == 2 else (0, 0)
-    target = target_recall if target_recall is not None else get_settings().target_recall
-    if plan.kind == "flat":
-        index = faiss.IndexFlatIP(dim)
-    else:
-        index = faiss.index_factory(dim, plan.factory, faiss.METRIC_INNER_PRODUCT)
-    if plan.kind == "ivfpq":
-        # k-means on a sample: 40 points per list is plenty and keeps a 1M build in minutes
-        limit = train_max or max(40 * plan.nlist, 20_000)
-        rng = np.random.default_rng(0)
-        sample = vectors if rows <= limit else vectors[np.sort(rng.choice(rows, limit, False))]
-        with _faiss_threads():
-            index.train(sample)
-    if rows:
-        with _faiss_threads():
-            for start in range(0, rows, 100_000):
-                index.add(vectors[start : start + 100_000])
-    params, recall, nq = tune(index, plan, vectors, target)
-    return index, params, recall, nq
-
-
-@contextlib.contextmanager
-def _faiss_threads():
-    """FAISS's OpenMP threads spin while they wait: on a busy machine more threads than idle
-    cores makes training several times slower (measured 35 s vs 7 s on 2 loaded cores), so
-    use only the cores that the load average leaves free."""
-    import faiss
-
-    before = faiss.omp_get_max_threads()
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = 0.0
-    faiss.omp_set_num_threads(max(1, min(before, round((os.cpu_count() or 1) - load + 1))))
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(before)
 
 
 class VectorIndex:

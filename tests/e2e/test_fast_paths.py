@@ -14,16 +14,10 @@ from pixfind.search.encoder import (
     load_text_encoder,
     save_model_dir,
 )
-from pixfind.search.index import (
-    INDEX_DIR,
-    IndexInfos,
-    VectorIndex,
-    build_faiss,
-    choose_index,
-    exact_topk,
-    neighbour_recall,
-)
+from pixfind.search.index import INDEX_DIR, IndexInfos, VectorIndex
+from pixfind.search.indexplan import build_faiss, choose_index
 from pixfind.search.models import get_open_clip, register_config
+from pixfind.search.recall import exact_topk, neighbour_recall
 from pixfind.search.store import Store, path_id
 from pixfind.search.types import EncoderSpec, ImageRecord, ModelInfo
 
