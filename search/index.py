@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cold import snapshot
+from .cold import bm25, snapshot
 from .errors import DamagedIndex
 from .indexplan import IndexPlan, build_faiss, choose_index
 from .recall import apply_params
@@ -94,23 +94,18 @@ class VectorIndex:
         ``recipe``: the text tower's (search/texttower.py), kept from the last snapshot of
         the same model when not given."""
         start = time.perf_counter()
-        ids, vectors, rows = store.index_rows([*snapshot.COLUMNS[1:], "has_caption"])
+        wanted = [*snapshot.COLUMNS[1:], "has_caption", *bm25.columns(store)]
+        ids, vectors, rows = store.index_rows(wanted)
         dim = store.info.dim
         plan = plan or choose_index(len(ids), dim)
         index, params, recall, nq = build_faiss(vectors, plan)
         del vectors
         infos = IndexInfos(
-            index_type=plan.factory,
-            rows=len(ids),
-            dim=dim,
-            store_version=store.version,
-            model=store.info.identity,
-            built_at=time.time(),
-            build_seconds=round(time.perf_counter() - start, 4),
-            recall_at_10=recall,
-            params=params,
-            recall_queries=nq,
-        )
+            index_type=plan.factory, rows=len(ids), dim=dim, store_version=store.version,
+            model=store.info.identity, built_at=time.time(),
+            build_seconds=round(time.perf_counter() - start, 4), recall_at_10=recall,
+            params=params, recall_queries=nq,
+        )  # fmt: skip
         built = cls(index, ids, infos)
         directory = store.home / INDEX_DIR
         if recipe is None:
@@ -118,6 +113,7 @@ class VectorIndex:
 
         def write_snapshot(tmp: Path) -> None:
             snapshot.write(tmp, store.home, rows, store.version, store.info.identity, dim, recipe)
+            bm25.write(tmp, store, ids, rows)  # the keyword half of a cold hybrid query
 
         built.directory = snapshot.save_somewhere(
             lambda where: built.save(where, write_snapshot), directory, store.home
