@@ -206,6 +206,18 @@ class Peer:
         env = {**self.rclip_env, "RCLIP_DATADIR": str(datadir)}
         return timed([self.rclip, *args, QUERY], env, folder)
 
+    def prepare(self, folder: Path) -> None:
+        """pixfind's model files, made before any timed run as rclip's are: its ONNX export
+        and int8 image tower (made by the first index run into the model cache, once), from
+        one batch of ``folder``'s photos."""
+        index, batch = self.work / "pix-prepare", self.work / "prepare"
+        shutil.rmtree(index, ignore_errors=True)
+        shutil.rmtree(batch, ignore_errors=True)
+        batch.mkdir()
+        for photo in sorted(folder.iterdir())[:32]:
+            (batch / photo.name).symlink_to(photo)
+        timed(self.pixfind(index, "index", str(batch)), self.pix_env, ROOT)
+
     def full_index(self, folder: Path, tag: str, repeat: int) -> tuple[list, list]:
         pix, rc = [], []
         for i in range(repeat):
@@ -288,6 +300,8 @@ def main() -> None:
             noop[1].append(peer.rclip_run(datadir, flickr, "-f"))
     load.append(os.getloadavg()[0])
     full = big = ([], [])
+    if wanted & {"full", "phone"}:
+        peer.prepare(flickr)
     if "full" in wanted:
         full = peer.full_index(flickr, "flickr", args.full_repeat)
         load.append(os.getloadavg()[0])
