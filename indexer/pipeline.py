@@ -85,6 +85,8 @@ def update_index(
     if plan.todo and encoder is None:  # only now: a re-index with nothing new loads no model
         encoder = load_encoder(spec, device, runtime)
         store.check_model(encoder.info)
+    if plan.todo:  # int8 refused on torch before anything is decoded
+        encoder.start_run(options.precision)
     changed = {s.path for s in plan.changed}
     writer = Writer(store, changed=changed, removed=plan.removed, roots=roots)
     stop = stop or StopRequest()
@@ -97,6 +99,7 @@ def update_index(
                 _embed_and_write(batches, encoder, writer, report, on_done, stop)
         except KeyboardInterrupt:
             report.interrupted = True
+        report.precision = encoder.precision
     report.interrupted = report.interrupted or stop.requested
     if not report.interrupted:  # else committed batches are safe; the next run resumes
         report.add(writer.delete(plan.removed))

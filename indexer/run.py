@@ -66,6 +66,7 @@ class IndexOptions:
     only: Sequence[str] | None = None
     ocr: bool = False  # read text inside photos (Tesseract), also in those indexed before
     ocr_lang: str = "eng"  # Tesseract languages, "eng+deu"
+    precision: str | None = None  # the image tower's: auto, fp32, int8 (None: PIXFIND_PRECISION)
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ class Settings:
     fast_path: bool = True  # PIXFIND_FAST_PATH=0: no cold path, no query snapshot
     text_tower: bool = True  # PIXFIND_TEXT_TOWER=0: text queries load the full model
     runtime: str = "auto"  # PIXFIND_RUNTIME: auto | torch | onnx (search/onnxrt.py)
+    precision: str = "auto"  # PIXFIND_PRECISION: auto | fp32 | int8 (search/quantize.py)
     index_kind: str = "auto"  # PIXFIND_INDEX_KIND: auto | flat | ivfpq | hnsw
     index_memory_mb: float = MEMORY_BUDGET_MB  # PIXFIND_INDEX_MEMORY_MB
     flat_max_rows: int = FLAT_MAX_ROWS  # PIXFIND_FLAT_MAX_ROWS
@@ -68,6 +69,7 @@ class Settings:
             fast_path=_flag(env, "PIXFIND_FAST_PATH"),
             text_tower=_flag(env, "PIXFIND_TEXT_TOWER"),
             runtime=(env.get("PIXFIND_RUNTIME") or "auto").lower(),
+            precision=(env.get("PIXFIND_PRECISION") or "auto").lower(),
             index_kind=(env.get("PIXFIND_INDEX_KIND") or "auto").lower(),
             index_memory_mb=_number(env, "PIXFIND_INDEX_MEMORY_MB", MEMORY_BUDGET_MB),
             flat_max_rows=int(_number(env, "PIXFIND_FLAT_MAX_ROWS", FLAT_MAX_ROWS)),
