@@ -20,6 +20,7 @@ from pixfind.search.cli_common import (
     index_home,
     out,
 )
+from pixfind.search.location import shown
 from pixfind.search.models import requested_spec
 from pixfind.search.settings import passive_omp_threads
 from pixfind.search.types import printable_path
@@ -192,7 +193,7 @@ def index_cmd(
         progress.update(task, completed=done, rate=f"{done / elapsed:.1f}")
 
     if not as_json:
-        err.print(f"index: {index_home()}")
+        err.print(f"index: {shown(index_home())}")
     with progress:
         report = run_index(
             index_home(),
@@ -292,7 +293,7 @@ def watch_cmd(
         ocr=ocr,
         ocr_lang=ocr_lang,
     )
-    err.print(f"index: {home}; loading the model...")
+    err.print(f"index: {shown(home)}; loading the model...")
     encoder = open_encoder(home, requested_spec(model, pretrained), device)
 
     def on_report(report, full: bool) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import keywords
+from . import keywords, objectstore
 from .encoder import (
     Encoder,
     TextEncoder,
@@ -154,7 +154,7 @@ class Searcher:
                 self._text_encoder is not None and not self._from_snapshot
             )
             recipe = text_recipe(self.spec) if loaded else None
-            self._index = VectorIndex.for_store(self.store, recipe)
+            self._index = objectstore.vector_index(self.store, recipe)
             if self.device.startswith("cuda"):
                 self._index.to_gpu()  # with faiss-gpu installed (pixfind[gpu]); else stays
         return self._index
