@@ -38,17 +38,18 @@ TOKENS = "kw_tokens.json"
 FORMAT = 1
 MAX_ROWS = 200_000  # built in Python at each index build: about a second per 10k rows
 
-# Lance's English stop words (Snowball's list less its contractions, which the tokenizer
-# splits anyway), checked against LanceDB in tests/unit/test_bm25.py
+# Lance's English stop words (NLTK's list less its contractions, which the tokenizer splits
+# anyway), checked against LanceDB in tests/unit/test_bm25.py
 _STOP_TEXT = """
-a about above after again against all am an and any are as at be because been before
-being below between both but by can did do does doing don down during each few for from
-further had has have having he her here hers herself him himself his how i if in into is
-it its itself just me more most my myself no nor not now of off on once only or other
-our ours ourselves out over own s same she should so some such t than that the their
-theirs them themselves then there these they this those through to too under until up
-very was we were what when where which while who whom why will with you your yours
-yourself yourselves
+a about above after again against ain all am an and any are aren as at be because been
+before being below between both but by can couldn d did didn do does doesn doing don
+down during each few for from further had hadn has hasn have haven having he her here
+hers herself him himself his how i if in into is isn it its itself just ll m ma me
+mightn more most mustn my myself needn no nor not now o of off on once only or other our
+ours ourselves out over own re s same shan she should shouldn so some such t than that
+the their theirs them themselves then there these they this those through to too under
+until up ve very was wasn we were weren what when where which while who whom why will
+with won wouldn y you your yours yourself yourselves
 """
 STOP_WORDS = frozenset(_STOP_TEXT.split())
 _SPLIT = re.compile(r"[^\W_]+")  # letters and digits (\w less the underscore)

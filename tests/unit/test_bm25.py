@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import string
 
 import lancedb
 import numpy as np
@@ -21,7 +22,8 @@ from ..conftest import SHARED_PHOTOS
 _WORDS = (
     "dog dogs running ran runs beach sunset tokyo Tokyo TOWER night rain shibuya crossing "
     "wedding anna cake dance danced dancing IMG DSC 2023 0001 red car cars happily happiness "
-    "the a an of and is was does doing because ourselves yourselves above very"
+    "the a an of and is was does doing because ourselves yourselves above very won "
+    "b 08 cb 0 e d m y o ll ve x 1000268201 c3"
 )
 WORDS = _WORDS.split()
 
@@ -54,7 +56,8 @@ def _real(n: int) -> list[str]:
 
 
 def test_stop_words_are_lancedbs():
-    probe = sorted(STOP_WORDS | {"dog", "would", "could", "ought", "cannot", "doe", "thing"})
+    others = {"dog", "would", "could", "ought", "cannot", "doe", "thing", "08", "ok", "no"}
+    probe = sorted(STOP_WORDS | others | set(string.ascii_lowercase) | set(string.digits))
     ours = {w for w in probe if not tokenize(w)}
     assert ours == keywords.stop_words(probe)
 
