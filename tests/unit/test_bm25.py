@@ -104,3 +104,18 @@ def test_a_snapshot_that_ranks_otherwise_is_not_used(tmp_path):
     loaded = KeywordSnapshot.load(tmp_path, len(texts))
     assert loaded is not None and matches_lancedb(loaded, store.ids, search)
     assert KeywordSnapshot.load(tmp_path, len(texts) + 1) is None
+
+
+def test_a_tie_too_wide_to_settle_goes_to_lancedb(tmp_path, monkeypatch):
+    from pixfind.search.cold import bm25
+
+    monkeypatch.setattr(keywords, "TIE_FETCH", 20)
+    monkeypatch.setattr(bm25, "TIE_FETCH", 20)
+    texts = [f"IMG {i:04d}\ncifar 10" for i in range(60)]  # "cifar": 60 equal scores
+    store = _Store(texts, tmp_path)
+    snap = KeywordSnapshot.build(texts)
+    assert snap.search(store.ids, "cifar", 5) is None  # LanceDB's cut would be arbitrary
+    assert snap.search(store.ids, "0007 cifar", 5) is None  # still tied past the first
+    got = snap.search(store.ids, "0007", 5)
+    assert got is not None and got[0].tolist() == [store.ids[7]]
+    assert matches_lancedb(snap, store.ids, lambda t, n: keywords.search(store, KeywordQuery(t), n))
