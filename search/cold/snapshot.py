@@ -203,6 +203,17 @@ def read_meta(directory: Path) -> dict | None:
     return meta if isinstance(meta, dict) and meta.get("format") == SNAPSHOT_FORMAT else None
 
 
+def outdated(directory: Path) -> bool:
+    """Whether ``directory`` holds a snapshot in an older format: the index is rebuilt with a
+    new one (once, after an upgrade), else the cold path would stay off until the next
+    change to the table."""
+    try:
+        meta = json.loads((directory / META).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") != SNAPSHOT_FORMAT
+
+
 def set_recipe(directory: Path, recipe: dict) -> None:
     """Record the text tower's recipe in an existing snapshot (when it changed)."""
     meta = read_meta(directory)

@@ -143,3 +143,19 @@ def test_cli_lines_the_plain_path_does_not_take_go_to_typer(home):
             assert proc.returncode == 2 and "Invalid value" in proc.stderr
         else:
             assert proc.returncode == 0 and proc.stdout.strip(), proc.stderr[-2000:]
+
+
+def test_a_snapshot_of_an_older_format_is_rebuilt(home, tmp_path):
+    import json
+    import shutil
+
+    from pixfind.search.cold import snapshot
+    from pixfind.search.index import INDEX_DIR
+
+    copy = tmp_path / "home"
+    shutil.copytree(home, copy)
+    meta_file = copy / INDEX_DIR / snapshot.META
+    meta_file.write_text(json.dumps(json.loads(meta_file.read_text()) | {"format": 1}))
+    assert Searcher(copy).run(Query.text("tokyo", k=3)).path == "warm"
+    assert snapshot.read_meta(copy / INDEX_DIR)["format"] == snapshot.SNAPSHOT_FORMAT
+    assert Searcher(copy).run(Query.text("tokyo", k=3)).path == "cold"
