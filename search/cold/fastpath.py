@@ -28,6 +28,7 @@ from ..query import SORTS
 from ..settings import get_settings
 from ..types import Hit
 from . import snapshot
+from .lite import LiteFlatIndex
 from .nptower import NumpyTextTower
 from .texttower import PlainTextTower, fast_path_enabled
 
@@ -75,8 +76,9 @@ def _text_search(home, text, k, min_score, sort, caption_weight, device, runtime
 
 
 def open_snapshot(home: Path, text: str, caption_weight: float | None, device: str, runtime):
-    """(text tower, VectorIndex, snapshot Records) where the snapshot can answer a query for
-    ``text`` (stripped) exactly as the ordinary path would, else None."""
+    """(text tower, index, snapshot Records) where the snapshot can answer a query for
+    ``text`` (stripped) exactly as the ordinary path would, else None. The index is a Flat
+    one's vectors read without FAISS (search/cold/lite.py) where it can, else FAISS's."""
     from ..engine import DEFAULT_CAPTION_WEIGHT
     from ..index import INDEX_DIR, VectorIndex
     from ..query import MAX_QUERY_CHARS
@@ -95,7 +97,7 @@ def open_snapshot(home: Path, text: str, caption_weight: float | None, device: s
     tower = text_tower(meta["recipe"], device, runtime)
     if tower is None or tower.dim != meta["dim"]:
         return None
-    index = VectorIndex.load(directory)
+    index = LiteFlatIndex.load(directory) or VectorIndex.load(directory)
     if (
         index is None
         or index.infos.store_version != meta["store_version"]
