@@ -72,9 +72,9 @@ def test_bm25_ranks_as_lancedb(tmp_path, corpus):
     rng = random.Random(1)
     vocab = sorted({w for t in texts for w in t.split()})
     queries = ["a dog", "dog dog", "the", "IMG", "xyzzy", "Running dogs at sunset"]
-    queries += [" ".join(rng.sample(vocab, rng.randint(1, 4))) for _ in range(60)]
+    queries += [" ".join(rng.sample(vocab, rng.randint(1, 4))) for _ in range(30)]
     for text in queries:
-        for limit in (5, 50, 200):
+        for limit in (5, 200):
             want_ids, want_scores = keywords.search(store, KeywordQuery(text), limit)
             got = snap.search(store.ids, text, limit)
             assert got is not None
