@@ -1,13 +1,23 @@
 """pixfind command line: thin Typer commands over search/, indexer/ and api/.
 
 Heavy imports (torch, open_clip, lancedb, faiss) happen inside commands, so --help is instant.
+A plain `pixfind search "words"` is answered before the app is even built
+(search/plainsearch.py): the checks below run first, hence the late imports.
 """
+# ruff: noqa: E402
 
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
+
+from pixfind.search.plainsearch import answer, print_table, raw_note, write_json
+
+# `python -m pixfind.cli ...` or the `pixfind` console script (not an import by a test)
+if (__name__ == "__main__" or Path(sys.argv[0]).stem == "pixfind") and answer(sys.argv[1:]):
+    sys.exit(0)
+
 from typing import Annotated
 
 import typer
@@ -244,17 +254,13 @@ def search_cmd(
             payload["terms"] = [
                 {"kind": t.kind, "value": t.value, "weight": t.weight} for t in terms
             ]
-        out.print_json(data=payload)
+        write_json(payload)
     elif paths_only or print0:
         write_paths([h.path for h in hits], print0)
     elif not hits:
-        out.print("no matches")
+        sys.stdout.write("no matches\n")
     elif not _preview(hits, preview, raws):
         _print_hits(hits, explain, raws)
-
-
-def _raw_note(path: str, raws: dict[str, str]) -> str:
-    return f"  (+ RAW {printable_path(os.path.basename(raws[path]))})" if path in raws else ""
 
 
 def _preview(hits, wanted: str, raws: dict[str, str]) -> bool:
@@ -266,7 +272,7 @@ def _preview(hits, wanted: str, raws: dict[str, str]) -> bool:
         if why:
             err.print(f"[yellow]--preview:[/] {escape(why)}; showing the list instead")
         return False
-    shown = [Shown(h.rank, h.score, h.path, _raw_note(h.path, raws).strip()) for h in hits]
+    shown = [Shown(h.rank, h.score, h.path, raw_note(h.path, raws).strip()) for h in hits]
     for chunk in render(shown, protocol):
         sys.stdout.buffer.write(chunk)
         sys.stdout.flush()
@@ -276,10 +282,7 @@ def _preview(hits, wanted: str, raws: dict[str, str]) -> bool:
 def _print_hits(hits, explain: bool, raws: dict[str, str]) -> None:
     """Plain columns rather than a rich table: long paths must never be cut or folded."""
     if not explain:
-        sys.stdout.write(f"{'rank':>4}  {'score':>6}  path\n")
-        for h in hits:
-            note = _raw_note(h.path, raws)
-            sys.stdout.write(f"{h.rank:>4}  {h.score:>6.3f}  {printable_path(h.path)}{note}\n")
+        print_table(hits, raws)
         return
     sys.stdout.write(f"{'rank':>4}  {'score':>6}  {'image':>6}  {'caption':>7}  path\n")
     for h in hits:
@@ -287,7 +290,7 @@ def _print_hits(hits, explain: bool, raws: dict[str, str]) -> None:
         cap_text = f"{cap.cosine:>7.3f}" if cap else f"{'-':>7}"
         sys.stdout.write(
             f"{h.rank:>4}  {h.score:>6.3f}  {h.image_score:>6.3f}  {cap_text}  "
-            f"{printable_path(h.path)}{_raw_note(h.path, raws)}\n"
+            f"{printable_path(h.path)}{raw_note(h.path, raws)}\n"
         )
         if cap:
             sys.stdout.write(

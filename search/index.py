@@ -182,6 +182,7 @@ class VectorIndex:
                 and loaded.infos.store_version == store.version
                 and loaded.infos.model == store.info.identity
                 and snapshot.same_table(loaded.snapshot_meta(), store.home, store.version)
+                and not snapshot.outdated(directory)
             ):
                 if recipe is not None and loaded.directory is not None:
                     snapshot.set_recipe(loaded.directory, recipe)

@@ -1,17 +1,20 @@
 """The cold text query: ``pixfind search "words"`` without importing open_clip or LanceDB.
 
-A fresh query snapshot (search/cold/snapshot.py) holds the records of the FAISS positions
-and the text tower's recipe: the model's ONNX text tower (search/onnxrt.py) where it was
-exported, and the plain torch tower (search/cold/texttower.py). With the ONNX tower a plain
-text query needs onnxruntime, FAISS and pyarrow only, never torch; with the torch tower,
-torch, FAISS and pyarrow (bench/cold_cli.py compares them). The results are the ordinary
-path's, hit for hit (tests/e2e/test_fast_query.py, tests/e2e/test_onnx_runtime.py).
+A fresh query snapshot (search/cold/snapshot.py) holds the records of the FAISS positions,
+the keyword index of a hybrid query (search/cold/bm25.py) and the text tower's recipe: the
+numpy tower over the checkpoint's safetensors file (search/cold/nptower.py), else the
+model's ONNX text tower (search/onnxrt.py) where it was exported, else the plain torch tower
+(search/cold/texttower.py). On the CPU a plain text query then imports neither torch nor
+ONNX Runtime (bench/cold_cli.py compares them). The results are the ordinary path's, hit for
+hit, in vector and in hybrid mode (tests/e2e/test_fast_query.py,
+tests/e2e/test_cold_hybrid.py, tests/e2e/test_onnx_runtime.py).
 
-``text_search`` returns None whenever the shortcut does not apply or anything about it looks
-off, and the caller then takes the ordinary path, which also gives the proper error messages:
-queries with image terms, weights or filters, another model asked for, a GPU to use, a
-collection with captions (their fusion needs the caption vectors), a stale or missing
-snapshot, a model without a recipe. ``PIXFIND_FAST_PATH=0`` turns it off.
+``text_search`` and ``hybrid_search`` return None whenever the shortcut does not apply or
+anything about it looks off, and the caller then takes the ordinary path, which also gives
+the proper error messages: queries with image terms, weights or filters, quoted phrases or
+text that is not ASCII in hybrid mode, another model asked for, a GPU to use, a collection
+with captions (their fusion needs the caption vectors), a stale or missing snapshot, a model
+without a recipe. ``PIXFIND_FAST_PATH=0`` turns it off.
 """
 
 from __future__ import annotations
@@ -22,8 +25,11 @@ from pathlib import Path
 
 from ..onnxrt import OnnxTextTower, choose_runtime
 from ..query import SORTS
+from ..settings import get_settings
 from ..types import Hit
 from . import snapshot
+from .lite import LiteFlatIndex
+from .nptower import NumpyTextTower
 from .texttower import PlainTextTower, fast_path_enabled
 
 
@@ -70,8 +76,9 @@ def _text_search(home, text, k, min_score, sort, caption_weight, device, runtime
 
 
 def open_snapshot(home: Path, text: str, caption_weight: float | None, device: str, runtime):
-    """(text tower, VectorIndex, snapshot Records) where the snapshot can answer a query for
-    ``text`` (stripped) exactly as the ordinary path would, else None."""
+    """(text tower, index, snapshot Records) where the snapshot can answer a query for
+    ``text`` (stripped) exactly as the ordinary path would, else None. The index is a Flat
+    one's vectors read without FAISS (search/cold/lite.py) where it can, else FAISS's."""
     from ..engine import DEFAULT_CAPTION_WEIGHT
     from ..index import INDEX_DIR, VectorIndex
     from ..query import MAX_QUERY_CHARS
@@ -90,7 +97,7 @@ def open_snapshot(home: Path, text: str, caption_weight: float | None, device: s
     tower = text_tower(meta["recipe"], device, runtime)
     if tower is None or tower.dim != meta["dim"]:
         return None
-    index = VectorIndex.load(directory)
+    index = LiteFlatIndex.load(directory) or VectorIndex.load(directory)
     if (
         index is None
         or index.infos.store_version != meta["store_version"]
@@ -137,12 +144,16 @@ def _hybrid_search(home, query, want, fusion, keyword_weight, caption_weight, de
     return hybrid_hits(searcher, query, kq, want, fusion)
 
 
-def text_tower(recipe: dict, device: str, runtime: str | None) -> OnnxTextTower | PlainTextTower:
-    """The snapshot's ONNX text tower where the runtime is ONNX (no torch imported), else
-    the plain torch tower; None where the ordinary path encodes on a GPU."""
+def text_tower(recipe: dict, device: str, runtime: str | None):
+    """Where the runtime is ONNX (no torch imported): the numpy tower over the recipe's
+    safetensors weights (search/cold/nptower.py) unless ONNX Runtime itself was asked for,
+    else the snapshot's ONNX text tower; elsewhere the plain torch tower; None where the
+    ordinary path encodes on a GPU."""
     gpu = device == "auto" and _gpu_present()
     if choose_runtime(runtime, "cuda" if gpu else "cpu") == "onnx":
-        tower = OnnxTextTower.load(recipe.get("onnx"))
+        asked = (runtime or get_settings().runtime).lower()
+        tower = NumpyTextTower.load(recipe) if asked == "auto" else None
+        tower = tower or OnnxTextTower.load(recipe.get("onnx"))
         if tower is not None:
             return tower
     import torch

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..ranking import image_candidates, make_hits, search_dropping, search_positions, top_candidates
 from ..types import Hit
+from .lite import LiteFlatIndex
 
 
 class Declined(Exception):
@@ -58,7 +59,11 @@ class SnapshotSearcher:
             keep = np.ones(len(index.ids), bool) if only is None else np.isin(index.ids, only)
             if len(excluded):
                 keep &= ~np.isin(index.ids, excluded)
-            scores, ids, pos = search_positions(index, query, k, np.flatnonzero(keep))
+            among = np.flatnonzero(keep)
+            if isinstance(index, LiteFlatIndex):
+                scores, ids, pos = index.search_among(query, k, among)
+            else:
+                scores, ids, pos = search_positions(index, query, k, among)
         positions = dict(zip(ids.tolist(), pos.tolist(), strict=True))
         candidates = top_candidates(image_candidates(scores, ids), k, min_score)
         found = self.records.at([positions[c.id] for c in candidates])

@@ -4,9 +4,10 @@
 costs milliseconds. So next to ``faiss/index.faiss`` (and in the same atomic swap, see
 VectorIndex.save) pixfind writes:
 
-- ``records.arrow``: the columns a hit shows (id, path, size in pixels, date, file type) in
-  FAISS position order, as an uncompressed Arrow file read by memory map: fetching the
-  records of ten hits touches ten rows, at any collection size (about 60-100 bytes a photo);
+- ``records.bin``: the columns a hit shows (id, path, size in pixels, date, file type) in
+  FAISS position order, as raw arrays one after another (their layout in snapshot.json)
+  read by memory map without pyarrow (60-150 ms to import): fetching the records of ten
+  hits touches ten rows, at any collection size (about 60-100 bytes a photo);
 - ``snapshot.json``: which table version it reflects (its number and the stat of its
   manifest file, so that a deleted and re-created table at the same version number is not
   taken for it), how many rows carry captions, and the text tower's recipe
@@ -30,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2  # 2: records.bin (1: records.arrow)
 META = "snapshot.json"
-RECORDS = "records.arrow"
+RECORDS = "records.bin"
 COLUMNS = ["id", "path", "path_raw", "width", "height", "taken_at", "file_type"]
 _U64 = (1 << 64) - 1
 
@@ -173,24 +174,19 @@ def write(
     """Write the snapshot files into ``directory`` (the index's temp folder before its swap).
 
     ``records`` is a pyarrow table with COLUMNS (and ``has_caption``) in FAISS order."""
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     manifest = newest_manifest(home)
     if manifest is None or manifest["version"] != store_version:
         return  # the table moved on while the index was built: no snapshot this time
     captioned = int(pc.sum(records["has_caption"]).as_py() or 0) if records.num_rows else 0
-    table = records.select(COLUMNS).combine_chunks()
-    with (
-        pa.OSFile(str(directory / RECORDS), "wb") as sink,
-        pa.ipc.new_file(sink, table.schema) as writer,
-    ):
-        writer.write_table(table)
+    layout = save_columns(directory / RECORDS, record_columns(records))
     meta = {
         "format": SNAPSHOT_FORMAT,
         "store_version": store_version,
         "manifest": manifest,
-        "rows": table.num_rows,
+        "rows": records.num_rows,
+        "records": layout,
         "captioned_rows": captioned,
         "identity": identity,
         "dim": dim,
@@ -205,6 +201,17 @@ def read_meta(directory: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return meta if isinstance(meta, dict) and meta.get("format") == SNAPSHOT_FORMAT else None
+
+
+def outdated(directory: Path) -> bool:
+    """Whether ``directory`` holds a snapshot in an older format: the index is rebuilt with a
+    new one (once, after an upgrade), else the cold path would stay off until the next
+    change to the table."""
+    try:
+        meta = json.loads((directory / META).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") != SNAPSHOT_FORMAT
 
 
 def set_recipe(directory: Path, recipe: dict) -> None:
@@ -249,33 +256,90 @@ class Records:
     """The memory-mapped records of one snapshot, by FAISS position."""
 
     def __init__(self, directory: Path, rows: int):
-        import pyarrow as pa
-
-        self.table = pa.ipc.open_file(pa.memory_map(str(directory / RECORDS))).read_all()
-        if self.table.num_rows != rows:
-            raise ValueError(f"{directory / RECORDS}: {self.table.num_rows} rows, expected {rows}")
+        layout = (read_meta(directory) or {}).get("records")
+        if not layout:
+            raise ValueError(f"{directory / META} has no records layout")
+        self.columns = load_columns(directory / RECORDS, layout)
+        if len(self.columns["id"]) != rows:
+            raise ValueError(f"{directory / RECORDS}: {len(self.columns['id'])} rows, not {rows}")
 
     def at(self, positions: list[int]) -> dict[int, HitRecord]:
-        if not positions:
-            return {}
-        import pyarrow as pa
-
-        from ..store import real_path
-
-        # an Arrow array from the numpy buffer: pa.array() and take(list) look for pandas
-        # first, which imports it (0.4-0.5 s of a cold query)
-        index = np.asarray(positions, np.int64)
-        rows = self.table.take(
-            pa.Array.from_buffers(pa.int64(), len(index), [None, pa.py_buffer(index)])
-        )
-        rows = rows.to_pylist()
+        c = self.columns
         return {
-            int(r["id"]): HitRecord(
-                path=real_path(r["path"], r["path_raw"]),
-                width=int(r["width"] or 0),
-                height=int(r["height"] or 0),
-                taken_at=float(r["taken_at"] or 0.0),
-                file_type=r["file_type"] or "",
+            int(c["id"][p]): HitRecord(
+                path=_text(c, "path", p, "surrogateescape"),
+                width=int(c["width"][p]),
+                height=int(c["height"][p]),
+                taken_at=float(c["taken_at"][p]),
+                file_type=_text(c, "file_type", p),
             )
-            for r in rows
+            for p in positions
         }
+
+
+def _text(columns: dict, name: str, position: int, errors: str = "strict") -> str:
+    lo, hi = columns[f"{name}_starts"][position : position + 2]
+    return columns[f"{name}_blob"][lo:hi].tobytes().decode("utf-8", errors)
+
+
+def record_columns(table) -> dict[str, np.ndarray]:
+    """The records' arrays from a pyarrow table with COLUMNS: nulls as the hits show them
+    (0, 0.0, ""), the path as the bytes of its real name (``path_raw`` where set)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def filled(name: str, value, dtype) -> np.ndarray:
+        return pc.fill_null(table[name], value).to_numpy().astype(dtype)
+
+    path = pc.if_else(
+        pc.is_null(table["path_raw"]), table["path"].cast(pa.binary()), table["path_raw"]
+    )
+    return {
+        "id": table["id"].to_numpy().astype(np.int64),
+        "width": filled("width", 0, np.int64),
+        "height": filled("height", 0, np.int64),
+        "taken_at": filled("taken_at", 0.0, np.float64),
+        **_blob("path", path),
+        **_blob("file_type", pc.fill_null(table["file_type"], "").cast(pa.binary())),
+    }
+
+
+def _blob(name: str, array) -> dict[str, np.ndarray]:
+    """A binary Arrow column as (starts: int64, n + 1; blob: uint8)."""
+    import pyarrow as pa
+
+    arr = array.combine_chunks() if hasattr(array, "combine_chunks") else array
+    arr = arr.cast(pa.large_binary())
+    if len(arr) == 0:
+        return {f"{name}_starts": np.zeros(1, np.int64), f"{name}_blob": np.zeros(0, np.uint8)}
+    offsets = np.frombuffer(arr.buffers()[1], np.int64)[arr.offset : arr.offset + len(arr) + 1]
+    data = arr.buffers()[2]
+    blob = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
+    return {f"{name}_starts": offsets - offsets[0], f"{name}_blob": blob[offsets[0] : offsets[-1]]}
+
+
+def save_columns(path: Path, arrays: dict[str, np.ndarray]) -> dict[str, list]:
+    """Write arrays one after another, each 8-byte aligned, into one file; returns their
+    layout (name -> [dtype, shape, offset]) for ``load_columns``."""
+    layout = {}
+    with open(path, "wb") as fh:
+        for name, array in arrays.items():
+            array = np.ascontiguousarray(array)
+            fh.write(b"\0" * (-fh.tell() % 8))
+            layout[name] = [array.dtype.str, list(array.shape), fh.tell()]
+            fh.write(array.tobytes())
+        fh.write(b"\0" * 8)  # never an empty file: those can't be mapped
+    return layout
+
+
+def load_columns(path: Path, layout: dict[str, list]) -> dict[str, np.ndarray]:
+    """The arrays ``save_columns`` wrote, as views of the file mapped read-only."""
+    data = np.memmap(path, np.uint8, mode="r")
+    out = {}
+    for name, (dtype, shape, offset) in layout.items():
+        dtype = np.dtype(dtype)
+        size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if offset + size > len(data):
+            raise ValueError(f"{path} is shorter than its layout")
+        out[name] = data[offset : offset + size].view(dtype).reshape(shape)
+    return out

@@ -4,6 +4,7 @@ importing LanceDB. Its hits must be the ordinary path's, hit for hit, keyword pa
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -93,24 +94,79 @@ def test_searcher_answers_hybrid_cold(home):
         assert Searcher(home).run(Query.text(text, k=4)).path == "warm"
 
 
-def test_cold_cli_hybrid_search_skips_lancedb(home):
+def _cli(home: Path, *args: str, fast: str = "1") -> tuple[str, list[str]]:
+    """`pixfind ...` in a fresh process: (its stdout, the heavy modules it imported)."""
     code = (
         "import runpy, sys\n"
         "try:\n"
         "    runpy.run_module('pixfind.cli', run_name='__main__')\n"
         "finally:\n"
-        "    heavy = [m for m in ('open_clip', 'lancedb', 'torch') if m in sys.modules]\n"
+        "    heavy = [m for m in ('open_clip', 'lancedb', 'torch', 'typer') if m in sys.modules]\n"
         "    print('IMPORTED', ','.join(heavy), file=sys.stderr)\n"
     )
-    outs = {}
-    for fast in ("1", "0"):
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "--index", str(home), *args],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+        env={**os.environ, "PIXFIND_FAST_PATH": fast},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout, proc.stderr.rsplit("IMPORTED", 1)[1].strip().split(",")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("search", "tokyo", "-k", "3"),
+        ("search", "dogs on the beach", "--json", "--top-k=4"),
+        ("search", "--mode", "vector", "red car", "--json", "-k", "2"),
+    ],
+)
+def test_cold_cli_search_prints_what_typer_prints_without_lancedb_or_typer(home, args):
+    fast, heavy = _cli(home, *args)
+    # (torch: this model directory's text tower is the plain torch one, search/cold/texttower.py)
+    assert not {"lancedb", "typer", "open_clip"} & set(heavy)
+    ordinary, heavy = _cli(home, *args, fast="0")
+    assert {"lancedb", "typer"} <= set(heavy)
+    assert fast.strip() and fast.splitlines()[0] == ordinary.splitlines()[0]
+    if "--json" not in args:
+        assert fast == ordinary
+        return
+    # numpy and FAISS sum a dot product in other orders: the last printed digit may differ
+    fast_hits, ordinary_hits = json.loads(fast)["results"], json.loads(ordinary)["results"]
+    assert len(fast_hits) == len(ordinary_hits) > 0
+    for f, o in zip(fast_hits, ordinary_hits, strict=True):
+        for key in ("score", "image_score", "vector_score", "keyword_score"):
+            assert abs((f.pop(key, 0) or 0) - (o.pop(key, 0) or 0)) < 1e-5
+        assert f == o
+
+
+def test_cli_lines_the_plain_path_does_not_take_go_to_typer(home):
+    for args in (
+        ("search", "tokyo", "--paths"),  # an option it does not know
+        ("search", "tokyo", "-k", "x"),  # Typer words the error
+        ("search", '"beach days" dog'),  # answered warm, through LanceDB
+    ):
         proc = subprocess.run(
-            [sys.executable, "-c", code, "--index", str(home), "search", "tokyo", "-k", "3"],
+            [sys.executable, "-m", "pixfind.cli", "--index", str(home), *args],
             capture_output=True, text=True, cwd=ROOT, timeout=300,
-            env={**os.environ, "PIXFIND_FAST_PATH": fast},
         )  # fmt: skip
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        outs[fast] = proc.stdout
-        heavy = proc.stderr.rsplit("IMPORTED", 1)[1].strip()
-        assert ("lancedb" in heavy) == (fast == "0")
-    assert outs["1"] == outs["0"] and "Tokyo 2023" in outs["1"]
+        if args[-1] == "x":
+            assert proc.returncode == 2 and "Invalid value" in proc.stderr
+        else:
+            assert proc.returncode == 0 and proc.stdout.strip(), proc.stderr[-2000:]
+
+
+def test_a_snapshot_of_an_older_format_is_rebuilt(home, tmp_path):
+    import json
+    import shutil
+
+    from pixfind.search.cold import snapshot
+    from pixfind.search.index import INDEX_DIR
+
+    copy = tmp_path / "home"
+    shutil.copytree(home, copy)
+    meta_file = copy / INDEX_DIR / snapshot.META
+    meta_file.write_text(json.dumps(json.loads(meta_file.read_text()) | {"format": 1}))
+    assert Searcher(copy).run(Query.text("tokyo", k=3)).path == "warm"
+    assert snapshot.read_meta(copy / INDEX_DIR)["format"] == snapshot.SNAPSHOT_FORMAT
+    assert Searcher(copy).run(Query.text("tokyo", k=3)).path == "cold"

@@ -138,7 +138,7 @@ def _damage(path: Path, where: str) -> None:
 
 @pytest.mark.parametrize(
     ("name", "where"),
-    [("records.arrow", "middle"), ("index.faiss", "end"), ("ids.npy", "end")],
+    [("records.bin", "middle"), ("index.faiss", "end"), ("ids.npy", "end")],
 )
 def test_damaged_derived_file_is_rebuilt_never_used(tmp_path, cli, name, where):
     photos = _photos(tmp_path / "p")

@@ -52,8 +52,11 @@ def test_first_plain_text_query_takes_the_cold_path_with_the_warm_paths_hits(ind
         assert [h.score for h in a.hits] == pytest.approx([h.score for h in b.hits], abs=1e-5)
 
 
-def test_hybrid_queries_take_the_warm_path(indexed):
-    assert Searcher(indexed).run(Query.text("a red square", k=3)).path == "warm"
+def test_hybrid_queries_take_the_cold_path_too(indexed):
+    cold = Searcher(indexed).run(Query.text("a red square", k=3))
+    warm = Searcher(indexed, cold=False).run(Query.text("a red square", k=3))
+    assert (cold.path, cold.mode, warm.path, warm.mode) == ("cold", "hybrid", "warm", "hybrid")
+    assert [h.id for h in cold.hits] == [h.id for h in warm.hits]
 
 
 def test_filters_and_image_terms_take_the_warm_path(indexed):

@@ -157,14 +157,14 @@ def test_cold_query_on_onnx_never_imports_torch(tmp_path, cache):
     forced = _query(home, "a red circle", {**env, "PIXFIND_RUNTIME": "torch"})
     assert forced["path"] == "warm" and "torch" in forced["imported"]
     assert forced["ids"] == cold["ids"]
-    # hybrid (the default with a keyword index) needs LanceDB's full-text search: the warm
-    # path, with the snapshot's ONNX text tower, still without torch or open_clip
+    # hybrid (the default with a keyword index): the cold path too, its keyword half from
+    # the snapshot (search/cold/bm25.py), without LanceDB, torch or open_clip
     # a re-index that encodes nothing (a fresh process: no towers loaded) keeps them named
     onnxrt.loaded.clear()
     _load_cached.cache_clear()
     run_index(home, IndexOptions(roots=[root]), EncoderSpec("pixfind-tiny", None), "cpu")
     assert "onnx" in snapshot.read_meta(home / INDEX_DIR)["recipe"]
     hybrid = _query(home, "p03 red circle", env, mode=None)
-    assert hybrid["mode"] == "hybrid" and hybrid["imported"] == ["lancedb"]
+    assert (hybrid["path"], hybrid["mode"], hybrid["imported"]) == ("cold", "hybrid", [])
     warm = Searcher(home, runtime="torch").run(Query.text("p03 red circle", k=5))
     assert warm.mode == "hybrid" and hybrid["ids"] == [h.id for h in warm.hits]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import string
 
 import lancedb
 import numpy as np
@@ -21,7 +22,8 @@ from ..conftest import SHARED_PHOTOS
 _WORDS = (
     "dog dogs running ran runs beach sunset tokyo Tokyo TOWER night rain shibuya crossing "
     "wedding anna cake dance danced dancing IMG DSC 2023 0001 red car cars happily happiness "
-    "the a an of and is was does doing because ourselves yourselves above very"
+    "the a an of and is was does doing because ourselves yourselves above very won "
+    "b 08 cb 0 e d m y o ll ve x 1000268201 c3"
 )
 WORDS = _WORDS.split()
 
@@ -54,7 +56,8 @@ def _real(n: int) -> list[str]:
 
 
 def test_stop_words_are_lancedbs():
-    probe = sorted(STOP_WORDS | {"dog", "would", "could", "ought", "cannot", "doe", "thing"})
+    others = {"dog", "would", "could", "ought", "cannot", "doe", "thing", "08", "ok", "no"}
+    probe = sorted(STOP_WORDS | others | set(string.ascii_lowercase) | set(string.digits))
     ours = {w for w in probe if not tokenize(w)}
     assert ours == keywords.stop_words(probe)
 
@@ -69,9 +72,9 @@ def test_bm25_ranks_as_lancedb(tmp_path, corpus):
     rng = random.Random(1)
     vocab = sorted({w for t in texts for w in t.split()})
     queries = ["a dog", "dog dog", "the", "IMG", "xyzzy", "Running dogs at sunset"]
-    queries += [" ".join(rng.sample(vocab, rng.randint(1, 4))) for _ in range(60)]
+    queries += [" ".join(rng.sample(vocab, rng.randint(1, 4))) for _ in range(30)]
     for text in queries:
-        for limit in (5, 50, 200):
+        for limit in (5, 200):
             want_ids, want_scores = keywords.search(store, KeywordQuery(text), limit)
             got = snap.search(store.ids, text, limit)
             assert got is not None
@@ -101,3 +104,18 @@ def test_a_snapshot_that_ranks_otherwise_is_not_used(tmp_path):
     loaded = KeywordSnapshot.load(tmp_path, len(texts))
     assert loaded is not None and matches_lancedb(loaded, store.ids, search)
     assert KeywordSnapshot.load(tmp_path, len(texts) + 1) is None
+
+
+def test_a_tie_too_wide_to_settle_goes_to_lancedb(tmp_path, monkeypatch):
+    from pixfind.search.cold import bm25
+
+    monkeypatch.setattr(keywords, "TIE_FETCH", 20)
+    monkeypatch.setattr(bm25, "TIE_FETCH", 20)
+    texts = [f"IMG {i:04d}\ncifar 10" for i in range(60)]  # "cifar": 60 equal scores
+    store = _Store(texts, tmp_path)
+    snap = KeywordSnapshot.build(texts)
+    assert snap.search(store.ids, "cifar", 5) is None  # LanceDB's cut would be arbitrary
+    assert snap.search(store.ids, "0007 cifar", 5) is None  # still tied past the first
+    got = snap.search(store.ids, "0007", 5)
+    assert got is not None and got[0].tolist() == [store.ids[7]]
+    assert matches_lancedb(snap, store.ids, lambda t, n: keywords.search(store, KeywordQuery(t), n))

@@ -4,6 +4,8 @@ captions (../shared/photos) and on text that exercises cleaning, unicode and tru
 from __future__ import annotations
 
 import json
+import random
+import string
 import subprocess
 import sys
 
@@ -43,7 +45,7 @@ def _captions(n: int) -> list[str]:
 def test_ids_equal_open_clip(context_length):
     from open_clip.tokenizer import SimpleTokenizer
 
-    texts = EDGE + _captions(1500)
+    texts = EDGE + _captions(1500) + _ascii(300)
     ours = ClipTokenizer(context_length)(texts)
     theirs = SimpleTokenizer(context_length=context_length)(texts).numpy()
     assert ours.dtype == np.int64 and ours.shape == (len(texts), context_length)
@@ -57,11 +59,31 @@ def test_cached_and_single_text():
     assert one.shape == (1, 77) and one[0, 0] == tok.sot and one[0, 3] == tok.eot
 
 
+def _ascii(n: int) -> list[str]:
+    """Printable ASCII (the cleaning shortcut's domain) and a little beyond: control
+    characters, entities, apostrophes, digits."""
+    rng = random.Random(7)
+    alphabet = string.printable + "''&;\x00\x1c\x7f" + "'s 're 'll "
+    return ["".join(rng.choices(alphabet, k=rng.randint(1, 60))) for _ in range(n)]
+
+
 def test_imports_neither_torch_nor_open_clip():
+    # nor ftfy and regex for plain ASCII text (cleaning it is a no-op, re does the split)
     code = (
         "import sys; from pixfind.search.tokenizer import clip_tokenizer;"
-        "clip_tokenizer(77)(['a dog on a beach']);"
-        "print(sorted(m for m in ('torch', 'open_clip') if m in sys.modules))"
+        "clip_tokenizer(77)(['a dog on a beach, 2 cats!']);"
+        "print(sorted(m for m in ('torch', 'open_clip', 'ftfy', 'regex') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_tables_are_cached_and_a_bad_cache_is_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    texts = EDGE[:6]
+    built = ClipTokenizer(77)(texts)
+    (cached,) = (tmp_path / "pixfind" / "tokenizer").glob("bpe-*.marshal")
+    np.testing.assert_array_equal(ClipTokenizer(77)(texts), built)  # from the cache
+    cached.write_bytes(b"not marshal data")
+    np.testing.assert_array_equal(ClipTokenizer(77)(texts), built)
+    assert cached.read_bytes() != b"not marshal data"
