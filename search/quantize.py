@@ -85,11 +85,11 @@ def int8_path(
         return None
     least = INT8_MIN if least is None else least
     record = (read_manifest(towers.directory) or {}).get("int8")
-    if record is None:
-        if pixels is None or len(pixels) == 0:
+    path = towers.directory / INT8
+    if record is None or (record.get("least_cosine") is not None and not path.is_file()):
+        if pixels is None or len(pixels) == 0:  # not made yet, or deleted since
             return None
         record = _make_checked(towers, np.ascontiguousarray(pixels[:CHECK_IMAGES], np.float32))
-    path = towers.directory / INT8
     worst = record.get("least_cosine")
     if worst is None or not path.is_file():
         warn_once(f"no int8 image tower ({record.get('error')}); indexing in float32")
@@ -121,7 +121,8 @@ def _make_checked(towers: OnnxTowers, pixels: np.ndarray) -> dict:
         record["error"] = f"{type(exc).__name__}: {first}"[:300]
         with contextlib.suppress(OSError):
             path.unlink()
-    _record(towers.directory, record)
+    with contextlib.suppress(OSError):  # a read-only cache: checked again next run
+        _record(towers.directory, record)
     return record
 
 

@@ -94,3 +94,11 @@ def test_a_failed_check_falls_back_to_fp32_with_one_warning(tiny, monkeypatch, c
     # asked for int8 outright, it serves (its shortfall said once)
     assert int8_path(towers, None, "int8") == towers.directory / quantize.INT8
     assert "--precision int8" in capsys.readouterr().err
+
+
+def test_a_deleted_int8_tower_is_made_again(tiny):
+    encoder, towers, pixels = tiny
+    path = towers.directory / quantize.INT8
+    path.unlink()
+    assert int8_path(towers, None, "auto") is None  # no photos to check with: float32
+    assert int8_path(towers, pixels.numpy(), "auto") == path and path.is_file()
