@@ -90,6 +90,10 @@ def test_storage_options_on_the_command_line(cli, photos, s3: MotoS3, monkeypatc
     assert status["images"] == 24
     bad = cli("--index", URI, "--storage-option", "no-equals-sign", "status", ok=False)
     assert bad.exit_code == 1 and "KEY=VALUE" in bad.output
+    doctor = cli("--index", URI, *options, "doctor", ok=False)
+    assert doctor.exit_code == 1 and "checks index folders" in doctor.output
+    ray = cli("--index", URI, *options, "index", photos, "--engine", "ray", ok=False)
+    assert ray.exit_code == 1 and "use the local engine there" in ray.output
 
 
 def test_a_lease_held_by_another_run_stops_the_index_with_a_clear_error(cli, photos, s3: MotoS3):
