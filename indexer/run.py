@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from pixfind.search import keywords
-from pixfind.search.errors import UnusableIndex, backend_errors
+from pixfind.search.errors import backend_errors
 from pixfind.search.images import DEFAULT_MAX_MEGAPIXELS, register_heif
-from pixfind.search.location import location_of, shown
+from pixfind.search.location import shown
 from pixfind.search.models import spec_identity
 from pixfind.search.types import EncoderSpec
 
@@ -129,11 +129,6 @@ def run_index(
     if engine == "ray":
         from .ray_engine import check_ray_options
 
-        if location_of(home).remote:
-            raise UnusableIndex(
-                f"--engine ray writes into an index folder, not {shown(home)} (yet): "
-                "use the local engine there"
-            )
         check_ray_options(options, encoder)  # one line before anything is loaded or locked
     register_heif()
     reader = None

@@ -159,6 +159,14 @@ def _remember(location: IndexLocation) -> None:
         pass
 
 
+def adopt(location: IndexLocation) -> Path:
+    """Make ``location`` known to this process (a Ray actor given it by the driver), without
+    writing anything; returns its home."""
+    if location.remote:
+        _chosen[location.home] = location
+    return location.home
+
+
 def location_of(home: Path) -> IndexLocation:
     """Where the index whose local folder is ``home`` lives: a remote one's cache folder
     names its URI (``location.json``), anything else is a local index."""
