@@ -131,7 +131,12 @@ def _stamp(version: int, path: Path) -> dict | None:
 
 
 def manifest_of(home: Path, version: int) -> dict | None:
-    """The stamp of one version's manifest (either naming scheme), or None."""
+    """The stamp of one version's manifest (either naming scheme), or None. On object
+    storage, the version and URI (its files are not stat'ed there)."""
+    from ..location import location_of
+
+    if (where := location_of(home)).remote:
+        return {"version": version, "uri": where.uri}
     base = versions_dir(home)
     for name in (f"{_U64 - version:020d}.manifest", f"{version}.manifest"):
         if found := _stamp(version, base / name):
@@ -175,7 +180,9 @@ def write(
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    manifest = newest_manifest(home)
+    # on object storage, the version the index was built from: the snapshot's records are
+    # read there (no cold path: its freshness needs the newest manifest, read from a disk)
+    manifest = newest_manifest(home) or manifest_of(home, store_version)
     if manifest is None or manifest["version"] != store_version:
         return  # the table moved on while the index was built: no snapshot this time
     captioned = int(pc.sum(records["has_caption"]).as_py() or 0) if records.num_rows else 0
