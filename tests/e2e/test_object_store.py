@@ -94,6 +94,8 @@ def test_storage_options_on_the_command_line(cli, photos, s3: MotoS3, monkeypatc
     assert bad.exit_code == 1 and "KEY=VALUE" in bad.output
     doctor = cli("--index", URI, *options, "doctor", ok=False)
     assert doctor.exit_code == 1 and "checks index folders" in doctor.output
+    photos_on_s3 = cli("--index", URI, *options, "index", f"s3://{s3.bucket}/x", ok=False)
+    assert photos_on_s3.exit_code == 1 and "photos are read from local" in photos_on_s3.output
 
 
 def test_a_lease_held_by_another_run_stops_the_index_with_a_clear_error(cli, photos, s3: MotoS3):
