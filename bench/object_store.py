@@ -76,7 +76,14 @@ def main() -> None:
     )
     import boto3
 
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="bench")
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+    )
+    client.create_bucket(Bucket="bench")
     rows: dict[str, list[float]] = {}
     try:
         for index in (str(work / "local-index"), "s3://bench/idx"):
