@@ -100,6 +100,7 @@ def test_storage_options_on_the_command_line(cli, photos, s3: MotoS3, monkeypatc
 
 def test_a_lease_held_by_another_run_stops_the_index_with_a_clear_error(cli, photos, s3: MotoS3):
     from pixfind.indexer.lease import Lease
+    from pixfind.search.errors import IndexLocked
     from pixfind.search.location import locate
 
     other = Lease(locate(URI))
@@ -116,8 +117,13 @@ def test_a_lease_held_by_another_run_stops_the_index_with_a_clear_error(cli, pho
     dead.acquire()
     dead._stop.set()  # stops renewing, as a killed process would
     time.sleep(2.2)
-    taker = Lease(locate(URI), expire=1.0)
+    taker = Lease(locate(URI), expire=1.0, renew=0.3)
     taker.acquire()
+    first = taker.etag
+    time.sleep(1.0)
+    assert taker.etag != first and not taker.lost  # renewed: never looks stale while alive
+    with pytest.raises(IndexLocked):  # renewed within the expiry: not taken over
+        Lease(locate(URI), expire=1.0).acquire()
     taker.release()
     assert s3.keys("photos-idx/_pixfind.lease") == []
 
