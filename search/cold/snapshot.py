@@ -136,7 +136,9 @@ def manifest_of(home: Path, version: int) -> dict | None:
     from ..location import location_of
 
     if (where := location_of(home)).remote:
-        return {"version": version, "uri": where.uri}
+        from ..objectstore import table_manifest
+
+        return table_manifest(where, version)
     base = versions_dir(home)
     for name in (f"{_U64 - version:020d}.manifest", f"{version}.manifest"):
         if found := _stamp(version, base / name):
@@ -148,7 +150,13 @@ def newest_manifest(home: Path) -> dict | None:
     """{version, name, size, mtime_ns} of the table's newest manifest, without LanceDB.
 
     Lance names manifests ``{version}.manifest`` or, in its V2 scheme, ``{u64max -
-    version:020}.manifest`` (newest first in a listing)."""
+    version:020}.manifest`` (newest first in a listing). On object storage: one listing."""
+    from ..location import location_of
+
+    if (where := location_of(home)).remote:
+        from ..objectstore import table_manifest
+
+        return table_manifest(where)
     best: tuple[int, os.DirEntry] | None = None
     try:
         entries = list(os.scandir(versions_dir(home)))
@@ -180,8 +188,8 @@ def write(
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    # on object storage, the version the index was built from: the snapshot's records are
-    # read there (no cold path: its freshness needs the newest manifest, read from a disk)
+    # gs://, az://: the version the index was built from (no newest manifest is read there,
+    # so no cold path, but the hits' records are read from the snapshot)
     manifest = newest_manifest(home) or manifest_of(home, store_version)
     if manifest is None or manifest["version"] != store_version:
         return  # the table moved on while the index was built: no snapshot this time

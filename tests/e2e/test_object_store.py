@@ -57,6 +57,14 @@ def test_s3_index_works_like_a_local_one(cli, photos, s3: MotoS3, tmp_path, monk
         0,
         24,
     )
+    assert again["stages"]["index"] == 0  # stopped at the quick look: files.state was fresh
+    # the query snapshot knows the table's newest version on s3 (one listing), as the cold
+    # query path needs (pixfind-tiny has no text-tower recipe, so that path is not taken)
+    from pixfind.search.cold import snapshot
+    from pixfind.search.settings import resolve_home
+
+    home = resolve_home(URI)
+    assert snapshot.is_fresh(snapshot.read_meta(home / "faiss"), home)
 
     # another machine (an empty cache) pulls the derived files instead of rebuilding them
     infos = json.loads(s3.client().get_object(
