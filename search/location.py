@@ -19,7 +19,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UnusableIndex
@@ -37,7 +37,7 @@ class IndexLocation:
     object-store prefix; ``storage_options`` go to LanceDB/Lance (and boto3 on s3://)."""
 
     uri: str
-    storage_options: Options = ()
+    storage_options: Options = field(default=(), repr=False)  # may hold credentials
 
     @property
     def remote(self) -> bool:
