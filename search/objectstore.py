@@ -7,6 +7,10 @@ and model they were built from), written last: another machine whose cache is mi
 from another version pulls them instead of rebuilding, and checks them as it checks its own
 (their checksums are in ``infos.json``). Copies go through boto3, so on s3:// only; on gs://
 and az:// each machine builds its own (the table itself works there through Lance).
+
+Also here, what a folder's checks read from its disk without LanceDB: the stamp of the
+table's newest manifest (one listing: the quick look of an unchanged re-index, the query
+snapshot's freshness) and whether the table has index files, and the bytes under the URI.
 """
 
 from __future__ import annotations
