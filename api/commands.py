@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 from pixfind.search.cli_common import DeviceOpt, err, index_home
-from pixfind.search.settings import get_settings, resolve_home
+from pixfind.search.location import shown
+from pixfind.search.settings import get_settings
 from rich.markup import escape
 
 app = typer.Typer()
@@ -29,7 +30,7 @@ def serve_cmd(
     index: Annotated[
         str | None,
         typer.Option(
-            "--index", help="Index directory (same as the global --index).", metavar="DIR"
+            "--index", help="Index directory or URI (as the global --index).", metavar="DIR|URI"
         ),
     ] = None,
     host: Annotated[
@@ -93,7 +94,7 @@ def serve_cmd(
     from pixfind.api.settings import Settings, is_loopback
 
     settings = Settings(
-        index=resolve_home(index) if index else index_home(),
+        index=index_home(index),
         token=token or get_settings().token,
         device=device,
         host=host,
@@ -106,7 +107,7 @@ def serve_cmd(
             f"[yellow]warning:[/] serving on {host} without a token: anyone who can reach this "
             "machine can search your photos and download them (set PIXFIND_TOKEN)"
         )
-    err.print(f"index: {settings.index}; loading the model...")
+    err.print(f"index: {shown(settings.index)}; loading the model...")
     service = Service.open(settings)  # errors (no index, bad model) show before binding
     url_host = f"[{host}]" if ":" in host else host
     err.print(

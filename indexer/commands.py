@@ -20,7 +20,8 @@ from pixfind.search.cli_common import (
     index_home,
     out,
 )
-from pixfind.search.location import shown
+from pixfind.search.errors import PixfindError
+from pixfind.search.location import is_uri, shown
 from pixfind.search.models import requested_spec
 from pixfind.search.settings import passive_omp_threads
 from pixfind.search.types import printable_path
@@ -94,7 +95,8 @@ def parse_actors(text: str) -> tuple[int, int]:
 
 @app.command("index")
 def index_cmd(
-    paths: Annotated[list[Path], typer.Argument(help="Folders (or files) to index.")],
+    # str, not Path: Path("s3://b/x") would become "s3:/b/x" before it could be recognised
+    paths: Annotated[list[str], typer.Argument(help="Folders (or files) to index.")],
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
     device: DeviceOpt = "auto",
@@ -151,9 +153,14 @@ def index_cmd(
 
     choose_precision(precision, "onnx")  # an unknown value: one line, before any work
 
+    if remote := [p for p in paths if is_uri(p)]:
+        raise PixfindError(
+            f"{remote[0]}: photos are read from local paths (mount or copy them); the index "
+            "itself may be on object storage (--index s3://...)"
+        )
     cluster = ClusterOptions(ray_address, parse_actors(actors), gpus_per_actor, commit_every)
     options = IndexOptions(
-        roots=[str(p) for p in paths],
+        roots=list(paths),
         exclude=exclude or [],
         include_hidden=hidden,
         batch_size=batch_size,

@@ -17,7 +17,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pixfind.search.errors import _short
+from pixfind.search.errors import UnusableIndex, _short
+from pixfind.search.location import location_of
 from pixfind.search.store import META_KEY, TABLE, Store
 
 from .lock import LOCK_NAME, index_lock
@@ -108,6 +109,8 @@ def probe(home: Path, version: int) -> tuple[str, str] | None:
 
 def check(home: Path) -> Checkup:
     """Find what is wrong with the index at ``home``; changes nothing."""
+    if (where := location_of(home)).remote:  # it reads and moves manifest files on a disk
+        raise UnusableIndex(f"`pixfind doctor` checks index folders, not {where.uri} (yet)")
     up = Checkup(home)
     if home.exists() and not home.is_dir():
         up.problems.append(f"{home} is a file, not an index folder; give --index a folder")

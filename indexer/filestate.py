@@ -25,6 +25,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pixfind.search.location import location_of
+from pixfind.search.objectstore import table_manifest
+
 from .doctor import manifests
 
 STATE_FILE = "files.state"
@@ -56,7 +59,10 @@ def _stamp(path: Path) -> list[int] | None:
 
 def table_stamp(home: Path, version: int | None = None) -> dict | None:
     """{version, name, size, mtime_ns} of the table's newest manifest (or of ``version``'s):
-    a deleted and re-created table at the same version number has another file."""
+    a deleted and re-created table at the same version number has another file. On object
+    storage, the manifest's {version, name, etag} (search/objectstore.py)."""
+    if (where := location_of(home)).remote:
+        return table_manifest(where, version)
     for number, path in manifests(home):
         if version is None or number == version:
             stamp = _stamp(path)

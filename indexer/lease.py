@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -153,3 +154,6 @@ def held(location: IndexLocation) -> Iterator[Lease]:
         yield lease
     finally:
         lease.release()
+        if lease.lost:  # this run was stalled past the expiry and another writer took over
+            warn = f"the lease on {location.uri} was taken over by another writer during this run"
+            print(f"pixfind: {warn}; run it again once that one finished", file=sys.stderr)

@@ -29,6 +29,7 @@ import pyarrow as pa
 from pixfind.search import keywords, phash
 from pixfind.search.encoder import Encoder, load_encoder
 from pixfind.search.errors import MissingExtra, PixfindError, backend_errors
+from pixfind.search.location import IndexLocation
 from pixfind.search.settings import get_settings
 from pixfind.search.store import Store
 from pixfind.search.types import EncoderSpec
@@ -36,13 +37,17 @@ from pixfind.search.types import EncoderSpec
 from .arrow_plan import ArrowPlan, indexed_states, key_path, plan_tables, states_table
 from .decode import Skipped
 from .pipeline import fill_missing_hashes, finish, open_store
-from .ray_worker import EmbedActor, WorkerJob, blocks, ipc_table, lance_uri
+from .ray_worker import EmbedActor, WorkerJob, blocks, ipc_table, lance_options, lance_uri
 from .report import IndexReport
 from .run import ClusterOptions, IndexOptions, Progress, StopRequest, scan_and_plan
 from .write import Writer, WriteResult
 
 INSTALL = "the Ray engine needs the ray extra: pip install 'pixfind[ray]'"
 BATCH = 64  # files per actor call on CPU (a model batch); 256 on GPU
+PASSED_ON = (
+    "PYTHONPATH", "HF_HOME", "HF_HUB_OFFLINE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ALLOW_HTTP",
+)  # fmt: skip
 
 
 def require_ray() -> None:
@@ -100,7 +105,7 @@ def run_ray_index(
             encoder = load_encoder(spec, "cpu", runtime)
             store.check_model(encoder.info)
         job = WorkerJob(
-            home=str(home),
+            location=store.location,
             spec=encoder.spec,
             device=_worker_device(device, cluster),
             read_version=store.version,
@@ -139,8 +144,9 @@ def _ray_session(address: str | None) -> Iterator[None]:
     """Connected to the cluster at ``address``, or to a Ray started here for this run."""
     import ray
 
-    # workers import pixfind as the driver does (a checkout on PYTHONPATH, or installed)
-    env = {k: os.environ[k] for k in ("PYTHONPATH", "HF_HOME", "HF_HUB_OFFLINE") if k in os.environ}
+    # workers import pixfind as the driver does (a checkout on PYTHONPATH, or installed) and
+    # reach an index on object storage with the driver's credentials from its environment
+    env = {k: os.environ[k] for k in PASSED_ON if k in os.environ}
     with warnings.catch_warnings():
         # a local Ray's own processes are started by fork+exec: LanceDB's state is not used there
         warnings.filterwarnings("ignore", message="lancedb fork support", category=RuntimeWarning)
@@ -253,13 +259,14 @@ class _Window:
         from lance.fragment import FragmentMetadata
 
         started = time.perf_counter()
-        home = self.store.home
+        home, location = self.store.home, self.store.location
         with backend_errors(home, "committing new rows"):
             if self.fragments:
                 fragments = [FragmentMetadata.from_json(f) for f in self.fragments]
                 lance.LanceDataset.commit(
-                    lance_uri(home), lance.LanceOperation.Append(fragments),
-                    read_version=_latest_version(home),
+                    lance_uri(location), lance.LanceOperation.Append(fragments),
+                    read_version=_latest_version(location),
+                    storage_options=lance_options(location),
                 )  # fmt: skip
                 self.store.table.checkout_latest()
             if self.updates:
@@ -272,10 +279,10 @@ class _Window:
         self._empty()
 
 
-def _latest_version(home: Path) -> int:
+def _latest_version(location: IndexLocation) -> int:
     import lance
 
-    return lance.dataset(lance_uri(home)).version
+    return lance.dataset(lance_uri(location), storage_options=lance_options(location)).version
 
 
 def remove_uncommitted(store: Store) -> int:
@@ -284,7 +291,8 @@ def remove_uncommitted(store: Store) -> int:
     import lance
 
     with backend_errors(store.home, "removing uncommitted files"):
-        dataset = lance.dataset(lance_uri(store.home))
+        location = store.location
+        dataset = lance.dataset(lance_uri(location), storage_options=lance_options(location))
         # keep an hour of old versions, as compaction does: a running `serve` may read one
         stats = dataset.cleanup_old_versions(timedelta(hours=1), delete_unverified=True)
     return int(stats.bytes_removed)

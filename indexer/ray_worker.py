@@ -11,11 +11,11 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 from pixfind.search.encoder import load_encoder
 from pixfind.search.images import DEFAULT_MAX_MEGAPIXELS, register_heif
+from pixfind.search.location import IndexLocation, adopt
 from pixfind.search.store import TABLE, Store
 from pixfind.search.types import EncoderSpec, FileStat
 
@@ -51,7 +51,7 @@ RESULT = pa.schema(
 class WorkerJob:
     """What every actor of one run shares (small: per-file facts travel in the blocks)."""
 
-    home: str
+    location: IndexLocation  # the index: a folder, or a URI with its storage options
     spec: EncoderSpec
     device: str
     read_version: int  # the table as planned: content reuse sees what a local run would
@@ -62,8 +62,13 @@ class WorkerJob:
     runtime: str = "torch"  # auto | torch | onnx: the driver's, resolved from its settings
 
 
-def lance_uri(home: str | Path) -> str:
-    return str(Path(home) / "db" / f"{TABLE}.lance")
+def lance_uri(location: IndexLocation) -> str:
+    return f"{location.db_uri}/{TABLE}.lance"
+
+
+def lance_options(location: IndexLocation) -> dict[str, str] | None:
+    """Lance's ``storage_options`` for the index (None for a folder)."""
+    return location.options if location.remote else None
 
 
 class EmbedActor:
@@ -75,13 +80,14 @@ class EmbedActor:
         register_heif()
         self.job = job
         self.encoder = load_encoder(job.spec, job.device, job.runtime)
-        store = Store.open(Path(job.home))
+        store = Store.open(adopt(job.location))  # on object storage: its URI and options
         store.table.checkout(job.read_version)
         self.schema = store.table.schema
         self.writer = Writer(store, removed=job.removed, roots=job.roots)
         self.captions = CaptionFinder(list(job.roots)) if job.captions else None
-        self.uri = lance_uri(job.home)
-        self.storage_version = lance.dataset(self.uri).data_storage_version
+        self.uri, self.options = lance_uri(job.location), lance_options(job.location)
+        dataset = lance.dataset(self.uri, storage_options=self.options)
+        self.storage_version = dataset.data_storage_version
 
     def __call__(self, todo: pa.Table) -> pa.Table:
         keys, flags = todo["key"].to_pylist(), todo["changed"].to_pylist()
@@ -131,7 +137,11 @@ class EmbedActor:
         if new:
             rows = rows_of(new, self.schema, self.job.roots)
             written = write_fragments(
-                rows, self.uri, schema=rows.schema, data_storage_version=self.storage_version
+                rows,
+                self.uri,
+                schema=rows.schema,
+                data_storage_version=self.storage_version,
+                storage_options=self.options,
             )
             fragments = [json.dumps(f.to_json()) for f in written]
         updates = ipc_bytes(rows_of(old, self.schema, self.job.roots)) if old else b""

@@ -35,11 +35,12 @@ def choose_index(index: str | None, storage_options: list[str] | None = None) ->
     _chosen[0] = ChosenIndex(index, parse_options(storage_options or ()))
 
 
-def index_home() -> Path:
-    """The index folder: the global --index, else $PIXFIND_INDEX / $PIXFIND_HOME / default
-    (for an index on object storage, its local cache folder: search/location.py)."""
+def index_home(index: str | None = None) -> Path:
+    """The index folder: ``index`` (a command's own --index), else the global --index, else
+    $PIXFIND_INDEX / $PIXFIND_HOME / default (for an index on object storage, its local
+    cache folder: search/location.py)."""
     chosen = _chosen[0]
-    return resolve_home(chosen.index or get_settings().index, chosen.storage_options)
+    return resolve_home(index or chosen.index or get_settings().index, chosen.storage_options)
 
 
 ModelOpt = Annotated[

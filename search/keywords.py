@@ -166,6 +166,12 @@ def on_disk(home) -> bool:
     path's test: LanceDB keeps the table's indexes, only FTS here, under ``_indices``)."""
     from pathlib import Path
 
+    from .location import location_of
+
+    if (where := location_of(Path(home))).remote:
+        from .objectstore import has_keyword_index
+
+        return has_keyword_index(where)
     folder = Path(home) / "db" / "images.lance" / "_indices"
     return folder.is_dir() and any(folder.iterdir())
 

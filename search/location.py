@@ -19,7 +19,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UnusableIndex
@@ -37,7 +37,7 @@ class IndexLocation:
     object-store prefix; ``storage_options`` go to LanceDB/Lance (and boto3 on s3://)."""
 
     uri: str
-    storage_options: Options = ()
+    storage_options: Options = field(default=(), repr=False)  # may hold credentials
 
     @property
     def remote(self) -> bool:
@@ -107,22 +107,20 @@ def parse_options(items: Iterable[str]) -> Options:
 
 
 def options_from_text(text: str | None) -> Options:
-    """``$PIXFIND_STORAGE_OPTIONS``: a JSON object, or ``k=v,k=v``; unreadable text gives
-    none here (``locate`` reports it, where a command can say so)."""
+    """``$PIXFIND_STORAGE_OPTIONS``: a JSON object, or ``k=v,k=v``."""
     if not text or not text.strip():
         return ()
-    if text.lstrip().startswith("{"):
-        try:
-            found = json.loads(text)
-        except ValueError:
-            return ()
-        if not isinstance(found, Mapping):
-            return ()
-        return tuple((str(k), str(v)) for k, v in found.items())
-    try:
+    if not text.lstrip().startswith("{"):
         return parse_options(p for p in text.split(",") if p.strip())
-    except UnusableIndex:
-        return ()
+    try:
+        found = json.loads(text)
+    except ValueError:
+        found = None
+    if not isinstance(found, Mapping):
+        raise UnusableIndex(
+            'PIXFIND_STORAGE_OPTIONS is not a JSON object: give {"key": "value"} or key=value,...'
+        )
+    return tuple((str(k), str(v)) for k, v in found.items())
 
 
 # the locations this process chose, by home: they carry the options given on the command line
@@ -142,7 +140,7 @@ def locate(index: str | os.PathLike, storage_options: Options = ()) -> IndexLoca
     if scheme.lower() not in SCHEMES or not rest.strip("/"):
         where = ", ".join(f"{s}://BUCKET/PREFIX" for s in SCHEMES)
         raise UnusableIndex(f"{uri}: give --index a folder or one of {where}")
-    options = dict(get_settings().storage_options)
+    options = dict(options_from_text(get_settings().storage_options))
     options.update(storage_options)
     location = IndexLocation(uri, tuple(sorted(options.items())))
     _remember(location)
@@ -157,6 +155,14 @@ def _remember(location: IndexLocation) -> None:
         (home / LOCATION_FILE).write_text(json.dumps({"uri": location.uri}))
     except OSError:  # a read-only cache: this process still knows it
         pass
+
+
+def adopt(location: IndexLocation) -> Path:
+    """Make ``location`` known to this process (a Ray actor given it by the driver), without
+    writing anything; returns its home."""
+    if location.remote:
+        _chosen[location.home] = location
+    return location.home
 
 
 def location_of(home: Path) -> IndexLocation:

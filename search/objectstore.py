@@ -7,6 +7,10 @@ and model they were built from), written last: another machine whose cache is mi
 from another version pulls them instead of rebuilding, and checks them as it checks its own
 (their checksums are in ``infos.json``). Copies go through boto3, so on s3:// only; on gs://
 and az:// each machine builds its own (the table itself works there through Lance).
+
+Also here, what a folder's checks read from its disk without LanceDB: the stamp of the
+table's newest manifest (one listing: the quick look of an unchanged re-index, the query
+snapshot's freshness) and whether the table has index files, and the bytes under the URI.
 """
 
 from __future__ import annotations
@@ -156,6 +160,65 @@ def _version_in(directory: Path) -> int | None:
         return json.loads((directory / "infos.json").read_text()).get("store_version")
     except (OSError, ValueError, AttributeError):
         return None
+
+
+_U64 = (1 << 64) - 1
+
+
+def table_manifest(location: IndexLocation, version: int | None = None) -> dict | None:
+    """The stamp of the table's newest manifest (``version`` None: one listing) or of one
+    version's (a HEAD), as the local checks stat a manifest file: {version, name, etag}, so
+    that a table deleted and re-created at the same version number is not taken for the old
+    one. None where it can't be read. Without boto3 (gs://, az://) only a version's stamp,
+    {version, uri}, and never the newest: what needs that (the cold query, the quick look of a
+    re-index with nothing to do) then takes the ordinary path."""
+    if not shared(location):
+        return None if version is None else {"version": version, "uri": location.uri}
+    import botocore.exceptions
+
+    client = s3_client(location)
+    bucket, prefix = location.bucket_key("images.lance", "_versions/")
+    try:
+        if version is not None:
+            for name in (f"{_U64 - version:020d}.manifest", f"{version}.manifest"):
+                try:
+                    head = client.head_object(Bucket=bucket, Key=prefix + name)
+                    return {"version": version, "name": name, "etag": head["ETag"]}
+                except botocore.exceptions.ClientError:
+                    continue
+            return None
+        best = None
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for page in pages:
+            for obj in page.get("Contents", ()):
+                name = obj["Key"][len(prefix) :]
+                stem, _, ext = name.partition(".")
+                if ext != "manifest" or not stem.isdigit():
+                    continue
+                number = int(stem)
+                found = _U64 - number if number >= 1 << 63 else number
+                if best is None or found > best["version"]:
+                    best = {"version": found, "name": name, "etag": obj["ETag"]}
+            if best is not None and int(best["name"].partition(".")[0]) >= 1 << 63:
+                break  # newest-first names (Lance's V2 scheme): the first page has it
+        return best
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
+        return None
+
+
+def has_keyword_index(location: IndexLocation) -> bool:
+    """Whether the table has any index files (only FTS here: keywords.on_disk) - one listing;
+    True where it can't be listed, so that a text query goes to the ordinary path."""
+    if not shared(location):
+        return True
+    import botocore.exceptions
+
+    bucket, prefix = location.bucket_key("images.lance", "_indices/")
+    try:
+        found = s3_client(location).list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
+        return True
+    return bool(found.get("KeyCount"))
 
 
 def stored_bytes(location: IndexLocation) -> int:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .location import is_uri, locate, options_from_text
+from .location import is_uri, locate
 
 # the FAISS index (search/index.py): memory budget, exact-search threshold, ANN recall target
 MEMORY_BUDGET_MB = 4096.0
@@ -42,8 +42,9 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
 class Settings:
     home: Path | None = None  # PIXFIND_HOME: the default index directory
     index: str | None = None  # PIXFIND_INDEX: the index the CLI and server use (or a URI)
-    # PIXFIND_STORAGE_OPTIONS: an index on object storage's options, JSON or k=v,k=v
-    storage_options: tuple[tuple[str, str], ...] = ()
+    # PIXFIND_STORAGE_OPTIONS: an index on object storage's options, JSON or k=v,k=v (read
+    # by search/location.py, which says what is wrong with them only where they are used)
+    storage_options: str | None = None
     log: str = "critical"  # PIXFIND_LOG: level of the libraries' own log lines
     fast_path: bool = True  # PIXFIND_FAST_PATH=0: no cold path, no query snapshot
     text_tower: bool = True  # PIXFIND_TEXT_TOWER=0: text queries load the full model
@@ -69,7 +70,7 @@ class Settings:
         return cls(
             home=Path(home).expanduser() if home else None,
             index=env.get("PIXFIND_INDEX") or None,
-            storage_options=options_from_text(env.get("PIXFIND_STORAGE_OPTIONS")),
+            storage_options=env.get("PIXFIND_STORAGE_OPTIONS") or None,
             log=env.get("PIXFIND_LOG", "critical"),
             fast_path=_flag(env, "PIXFIND_FAST_PATH"),
             text_tower=_flag(env, "PIXFIND_TEXT_TOWER"),

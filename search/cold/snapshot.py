@@ -133,7 +133,14 @@ def _stamp(version: int, path: Path) -> dict | None:
 
 
 def manifest_of(home: Path, version: int) -> dict | None:
-    """The stamp of one version's manifest (either naming scheme), or None."""
+    """The stamp of one version's manifest (either naming scheme), or None. On object
+    storage, the version and URI (its files are not stat'ed there)."""
+    from ..location import location_of
+
+    if (where := location_of(home)).remote:
+        from ..objectstore import table_manifest
+
+        return table_manifest(where, version)
     base = versions_dir(home)
     for name in (f"{_U64 - version:020d}.manifest", f"{version}.manifest"):
         if found := _stamp(version, base / name):
@@ -145,7 +152,13 @@ def newest_manifest(home: Path) -> dict | None:
     """{version, name, size, mtime_ns} of the table's newest manifest, without LanceDB.
 
     Lance names manifests ``{version}.manifest`` or, in its V2 scheme, ``{u64max -
-    version:020}.manifest`` (newest first in a listing)."""
+    version:020}.manifest`` (newest first in a listing). On object storage: one listing."""
+    from ..location import location_of
+
+    if (where := location_of(home)).remote:
+        from ..objectstore import table_manifest
+
+        return table_manifest(where)
     best: tuple[int, os.DirEntry] | None = None
     try:
         entries = list(os.scandir(versions_dir(home)))
@@ -176,7 +189,9 @@ def write(
     ``records`` is a pyarrow table with COLUMNS (and ``has_caption``) in FAISS order."""
     import pyarrow.compute as pc
 
-    manifest = newest_manifest(home)
+    # gs://, az://: the version the index was built from (no newest manifest is read there,
+    # so no cold path, but the hits' records are read from the snapshot)
+    manifest = newest_manifest(home) or manifest_of(home, store_version)
     if manifest is None or manifest["version"] != store_version:
         return  # the table moved on while the index was built: no snapshot this time
     captioned = int(pc.sum(records["has_caption"]).as_py() or 0) if records.num_rows else 0

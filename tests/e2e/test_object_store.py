@@ -4,6 +4,7 @@ serve work on it as on a folder, with the same results; one writer at a time (th
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -57,16 +58,42 @@ def test_s3_index_works_like_a_local_one(cli, photos, s3: MotoS3, tmp_path, monk
         0,
         24,
     )
+    assert again["stages"]["index"] == 0  # stopped at the quick look: files.state was fresh
+    # the query snapshot knows the table's newest version on s3 (one listing), as the cold
+    # query path needs (pixfind-tiny has no text-tower recipe, so that path is not taken)
+    from pixfind.search.cold import snapshot
+    from pixfind.search.settings import resolve_home
+
+    home = resolve_home(URI)
+    assert snapshot.is_fresh(snapshot.read_meta(home / "faiss"), home)
 
     # another machine (an empty cache) pulls the derived files instead of rebuilding them
-    infos = json.loads(s3.client().get_object(
-        Bucket=s3.bucket, Key="photos-idx/derived/infos.json")["Body"].read())  # fmt: skip
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "other-machine"))
-    assert search(cli, "--index", URI, "search", "a dog running on grass") == search(
-        cli, "search", "a dog running on grass"
-    )
+    first, other = os.environ["XDG_CACHE_HOME"], str(tmp_path / "other-machine")
+    words = "a dog running on grass"
+    monkeypatch.setenv("XDG_CACHE_HOME", other)
+    assert search(cli, "--index", URI, "search", words) == search(cli, "search", words)
     pulled = list((tmp_path / "other-machine").rglob("faiss/infos.json"))
-    assert [json.loads(p.read_text())["built_at"] for p in pulled] == [infos["built_at"]]
+    assert [json.loads(p.read_text())["built_at"] for p in pulled] == [shared_built_at(s3)]
+    # with the hits' records (query snapshot): a hit's path is not read from the bucket
+    assert (pulled[0].parent / "records.arrow").is_file()
+
+    # the first machine adds a photo; the other one's cache is of an older table version:
+    # it pulls the new version's files
+    monkeypatch.setenv("XDG_CACHE_HOME", first)
+    added = shared_photos(25)[-1]
+    shutil.copy(added, photos / added.name)
+    assert json_out(cli("--index", URI, "index", photos, *MODEL, "--json"))["added"] == 1
+    assert json_out(cli("index", photos, *MODEL, "--json"))["added"] == 1
+    monkeypatch.setenv("XDG_CACHE_HOME", other)
+    assert search(cli, "--index", URI, "search", words) == search(cli, "search", words)
+    assert json.loads(pulled[0].read_text())["built_at"] == shared_built_at(s3)
+    assert json.loads(pulled[0].read_text())["rows"] == 25
+
+
+def shared_built_at(s3: MotoS3) -> float:
+    """When the FAISS index copied to the bucket was built."""
+    key = "photos-idx/derived/infos.json"
+    return json.loads(s3.client().get_object(Bucket=s3.bucket, Key=key)["Body"].read())["built_at"]
 
 
 def test_storage_options_on_the_command_line(cli, photos, s3: MotoS3, monkeypatch):
@@ -90,10 +117,15 @@ def test_storage_options_on_the_command_line(cli, photos, s3: MotoS3, monkeypatc
     assert status["images"] == 24
     bad = cli("--index", URI, "--storage-option", "no-equals-sign", "status", ok=False)
     assert bad.exit_code == 1 and "KEY=VALUE" in bad.output
+    doctor = cli("--index", URI, *options, "doctor", ok=False)
+    assert doctor.exit_code == 1 and "checks index folders" in doctor.output
+    photos_on_s3 = cli("--index", URI, *options, "index", f"s3://{s3.bucket}/x", ok=False)
+    assert photos_on_s3.exit_code == 1 and "photos are read from local" in photos_on_s3.output
 
 
 def test_a_lease_held_by_another_run_stops_the_index_with_a_clear_error(cli, photos, s3: MotoS3):
     from pixfind.indexer.lease import Lease
+    from pixfind.search.errors import IndexLocked
     from pixfind.search.location import locate
 
     other = Lease(locate(URI))
@@ -110,8 +142,13 @@ def test_a_lease_held_by_another_run_stops_the_index_with_a_clear_error(cli, pho
     dead.acquire()
     dead._stop.set()  # stops renewing, as a killed process would
     time.sleep(2.2)
-    taker = Lease(locate(URI), expire=1.0)
+    taker = Lease(locate(URI), expire=1.0, renew=0.3)
     taker.acquire()
+    first = taker.etag
+    time.sleep(1.0)
+    assert taker.etag != first and not taker.lost  # renewed: never looks stale while alive
+    with pytest.raises(IndexLocked):  # renewed within the expiry: not taken over
+        Lease(locate(URI), expire=1.0).acquire()
     taker.release()
     assert s3.keys("photos-idx/_pixfind.lease") == []
 

@@ -24,6 +24,7 @@ pytest.importorskip("lance", reason="pylance is not installed: pip install 'pixf
 
 from pixfind.indexer.report import StageTimes  # noqa: E402
 
+from ..motos3 import MotoS3, moto_s3  # noqa: E402, F401 - the fixture ``s3``
 from ..raycluster import LocalCluster  # noqa: E402
 
 N_PHOTOS = 200
@@ -229,3 +230,32 @@ def test_nothing_changed_after_a_ray_run_stops_at_the_quick_look(killed_then_rer
     # the files that failed last time are not tried again while unchanged (as a local run)
     assert {Path(p).name for p, _ in _skips(again)} == {"corrupt.jpg", "truncated.jpg"}
     assert again["stages"]["decode"] == again["stages"]["embed"] == 0
+
+
+def test_ray_into_an_index_on_s3(cluster, originals, s3: MotoS3, tmp_path):
+    """The actors write fragments to s3:// (moto on loopback) with the driver's credentials,
+    the driver commits them: the same ids and hits as a local run; the lease is released."""
+    from pixfind.search.engine import Searcher
+    from pixfind.search.query import Query
+
+    root = tmp_path / "photos"
+    _small_copies(originals[:24], root)
+    uri = f"s3://{s3.bucket}/ray-idx"
+    cmd = [sys.executable, "-m", "pixfind.cli", "--index", uri, "index", str(root)]
+    cmd += ["--model", TINY[0], "--pretrained", TINY[1], "--engine", "ray", "--json"]
+    cmd += ["--ray-address", cluster.address, "--actors", "1:2", "--batch-size", "8"]
+    env = {**os.environ, **cluster.driver_env, "OMP_NUM_THREADS": "1"}
+    driver = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    report = _finished(driver)
+    assert (report["index"], report["added"], report["total"]) == (uri, 24, 24)
+    local = tmp_path / "local"
+    _local_index(local, root)
+    keys = s3.keys("ray-idx/")
+    assert "ray-idx/derived/derived.json" in keys and "ray-idx/_pixfind.lease" not in keys
+    ray_ids = sorted(Searcher(uri).store.table.to_arrow()["id"].to_pylist())
+    assert ray_ids == sorted(_table(local)["id"].to_pylist())
+    for text in QUERIES:
+        hits = [Searcher(h, cold=False).run(Query.text(text, k=10)).hits for h in (uri, local)]
+        assert [h.path for h in hits[0]] == [h.path for h in hits[1]], text

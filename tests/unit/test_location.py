@@ -47,11 +47,11 @@ def test_storage_options_from_the_environment_and_the_command_line(monkeypatch):
     monkeypatch.setenv("PIXFIND_STORAGE_OPTIONS", '{"region": "us-east-1", "allow_http": "true"}')
     where = locate("gs://bucket/idx", parse_options(["region=eu-west-1"]))
     assert where.options == {"region": "eu-west-1", "allow_http": "true"}
-    assert Settings.from_env({"PIXFIND_STORAGE_OPTIONS": "a=1, b=x=y"}).storage_options == (
-        ("a", "1"),
-        ("b", "x=y"),
-    )
-    assert options_from_text("{not json") == () == options_from_text("")
+    assert options_from_text("a=1, b=x=y") == (("a", "1"), ("b", "x=y"))
+    assert options_from_text("") == ()
+    text = Settings.from_env({"PIXFIND_STORAGE_OPTIONS": "{not json"}).storage_options
+    with pytest.raises(UnusableIndex, match="not a JSON object"):
+        options_from_text(text)
 
 
 def test_bad_locations_and_options_are_one_line_errors():
