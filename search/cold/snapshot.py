@@ -172,24 +172,87 @@ def write(
     """Write the snapshot files into ``directory`` (the index's temp folder before its swap).
 
     ``records`` is a pyarrow table with COLUMNS (and ``has_caption``) in FAISS order."""
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     manifest = newest_manifest(home)
     if manifest is None or manifest["version"] != store_version:
         return  # the table moved on while the index was built: no snapshot this time
     captioned = int(pc.sum(records["has_caption"]).as_py() or 0) if records.num_rows else 0
-    table = records.select(COLUMNS).combine_chunks()
-    with (
-        pa.OSFile(str(directory / RECORDS), "wb") as sink,
-        pa.ipc.new_file(sink, table.schema) as writer,
-    ):
-        writer.write_table(table)
+    with RecordsWriter(directory / RECORDS) as writer:
+        writer.add(records)
+    _write_meta(directory, manifest, records.num_rows, captioned, identity, dim, recipe)
+
+
+class RecordsWriter:
+    """``records.arrow`` written batch by batch, for an index built from a stream of the
+    table (search/bigindex.py): no more than one batch in memory."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.rows = 0
+        self.captioned = 0
+        self._sink = None
+        self._writer = None
+
+    def __enter__(self) -> RecordsWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def add(self, batch) -> None:
+        """A pyarrow table or record batch with COLUMNS (and ``has_caption``)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if "has_caption" in batch.schema.names and batch.num_rows:
+            self.captioned += int(pc.sum(batch.column("has_caption")).as_py() or 0)
+        part = batch.select(COLUMNS)
+        if hasattr(part, "combine_chunks"):  # a whole table: one batch, as before streaming
+            part = part.combine_chunks()
+        if self._writer is None:
+            self._sink = pa.OSFile(str(self.path), "wb")
+            self._writer = pa.ipc.new_file(self._sink, part.schema)
+        self._writer.write(part)
+        self.rows += part.num_rows
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._sink.close()
+            self._writer = None
+
+
+def write_streamed(
+    directory: Path,
+    home: Path,
+    written: RecordsWriter,
+    store_version: int,
+    identity: str,
+    dim: int,
+    recipe: dict | None,
+) -> None:
+    """``write`` for records already written by a RecordsWriter: links them into
+    ``directory`` and writes the snapshot's meta, when the table is still at that version."""
+    manifest = newest_manifest(home)
+    if manifest is None or manifest["version"] != store_version or written.rows == 0:
+        return
+    written.close()
+    try:
+        os.link(written.path, directory / RECORDS)
+    except OSError:  # another file system (the cache folder of a read-only index)
+        import shutil
+
+        shutil.copyfile(written.path, directory / RECORDS)
+    _write_meta(directory, manifest, written.rows, written.captioned, identity, dim, recipe)
+
+
+def _write_meta(directory, manifest, rows, captioned, identity, dim, recipe) -> None:
     meta = {
         "format": SNAPSHOT_FORMAT,
-        "store_version": store_version,
+        "store_version": manifest["version"],
         "manifest": manifest,
-        "rows": table.num_rows,
+        "rows": rows,
         "captioned_rows": captioned,
         "identity": identity,
         "dim": dim,
