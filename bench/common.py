@@ -129,12 +129,12 @@ def clustered_block(rng, centres: np.ndarray, spreads: np.ndarray, n: int) -> np
     plus a little noise: neighbours that differ along a low-dimensional spread, as photo
     embeddings do (isotropic noise in 512-d would make every neighbour a tie)."""
     which = rng.integers(0, len(centres), n)
-    x = centres[which] + (0.02 / np.sqrt(centres.shape[1])) * rng.standard_normal(
-        (n, centres.shape[1])
-    ).astype(np.float32)
-    coeff = 0.3 * rng.standard_normal((n, spreads.shape[1])).astype(np.float32)
-    for c in np.unique(which):
-        rows = np.flatnonzero(which == c)
+    noise = rng.standard_normal((n, centres.shape[1]), dtype=np.float32)
+    x = centres[which] + (0.02 / np.sqrt(centres.shape[1])) * noise
+    coeff = 0.3 * rng.standard_normal((n, spreads.shape[1]), dtype=np.float32)
+    order = np.argsort(which, kind="stable")
+    clusters, starts = np.unique(which[order], return_index=True)
+    for c, rows in zip(clusters, np.split(order, starts[1:]), strict=True):
         x[rows] += coeff[rows] @ spreads[c]
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     return x.astype(np.float32)
