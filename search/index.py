@@ -56,7 +56,7 @@ class IndexInfos:
     build_seconds: float
     recall_at_10: float = 1.0  # measured against exact search; 1.0 for exact indexes
     params: dict = field(default_factory=dict)  # search-time knobs: nprobe, k_factor, efSearch
-    bytes_per_vector: float = 0.0  # index.faiss + ids.npy on disk, per row
+    bytes_per_vector: float = 0.0  # index.faiss + ids.npy (+ vectors.f16) on disk, per row
     recall_queries: int = 0  # how many sample queries measured recall_at_10
     checksums: dict = field(default_factory=dict)  # file name -> [size, crc32], when saved
 

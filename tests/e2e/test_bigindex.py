@@ -1,9 +1,10 @@
 """The ``ivfpq-disk`` index (search/bigindex.py): a vector index past memory.
 
 Real LanceDB tables, real FAISS, real files. The second test is the big one of the suite
-(1M synthetic 512-d vectors, 2 GB of float32; about XX s on the 2-core machine): it builds
-the index in a child process under a memory budget lower than the vectors' size and checks
-the child's peak memory and the recall against exact search.
+(1M synthetic 512-d vectors, 2 GB of float32; about 3 minutes on the 2-core machine): it
+builds the index in a child process under a memory budget lower than the vectors' size and
+checks the child's peak memory (VmHWM: RLIMIT_AS can't stand in, the threads' reserved
+stacks put the child's virtual size near 4 GB) and the recall against exact search.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def test_disk_index_through_store_and_engine(tmp_path, monkeypatch):
     assert hits[0].id == exact[0] and {h.id for h in hits} <= set(ids[100:200].tolist())
 
 
-# THE BIG ONE (about XX s): 1M vectors, built in a child process under a 1 GB index budget
+# THE BIG ONE (about 3 minutes, a third of it writing the table): 1M vectors, built in a
+# child process under a 1 GB index budget
 BUILD_CHILD = textwrap.dedent(
     """
     import json, resource, sys, time
