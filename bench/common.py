@@ -129,8 +129,9 @@ def clustered_block(rng, centres: np.ndarray, spreads: np.ndarray, n: int) -> np
     plus a little noise: neighbours that differ along a low-dimensional spread, as photo
     embeddings do (isotropic noise in 512-d would make every neighbour a tie)."""
     which = rng.integers(0, len(centres), n)
-    noise = rng.standard_normal((n, centres.shape[1]), dtype=np.float32)
-    x = centres[which] + (0.02 / np.sqrt(centres.shape[1])) * noise
+    x = rng.standard_normal((n, centres.shape[1]), dtype=np.float32)
+    x *= 0.02 / np.sqrt(centres.shape[1])
+    x += centres[which]
     coeff = 0.3 * rng.standard_normal((n, spreads.shape[1]), dtype=np.float32)
     order = np.argsort(which, kind="stable")
     clusters, starts = np.unique(which[order], return_index=True)
