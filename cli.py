@@ -103,13 +103,26 @@ def main_options(
         str | None,
         typer.Option(
             "--index",
-            help="Index directory. Default: $PIXFIND_INDEX, else $PIXFIND_HOME, else "
-            "~/.local/share/pixfind.",
-            metavar="DIR",
+            help="Index directory, or s3://, gs://, az://BUCKET/PREFIX. Default: "
+            "$PIXFIND_INDEX, else $PIXFIND_HOME, else ~/.local/share/pixfind.",
+            metavar="DIR|URI",
+        ),
+    ] = None,
+    storage_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--storage-option",
+            help="KEY=VALUE for an index on object storage (repeatable; e.g. region=eu-west-1, "
+            "endpoint=http://..., allow_http=true). Also $PIXFIND_STORAGE_OPTIONS.",
+            metavar="KEY=VALUE",
         ),
     ] = None,
 ) -> None:
-    choose_index(index)
+    try:
+        choose_index(index, storage_option)
+    except PixfindError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from None
 
 
 def home() -> Path:

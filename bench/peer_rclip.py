@@ -16,8 +16,9 @@ made by upscaling Flickr photos). Measures, each a median of runs, both tools in
 - re-index with nothing changed: `pixfind index DIR` vs `rclip -f "a dog"` (rclip has no
   index-only command: its run is the incremental index check plus one query);
 - full index from empty: a fresh index folder / a fresh rclip database each run;
-- model-only image encoding on 2 threads: pixfind's Encoder.encode_image_tensors (224 px)
-  vs rclip's visual.onnx in ONNX Runtime (256 px), batches of 32 random images.
+- model-only image encoding on 2 threads: pixfind's Encoder.encode_image_tensors (224 px;
+  torch eager, ONNX Runtime float32, and the tower `pixfind index` picks: int8 where its
+  check passed) vs rclip's visual.onnx in ONNX Runtime (256 px), batches of 32 random images.
 
     python bench/peer_rclip.py --install            # once: rclip 3.3.0 into /tmp/rclip-venv
     python bench/peer_rclip.py --repeat 5 --full-repeat 3
@@ -44,6 +45,12 @@ RCLIP_VERSION = "3.3.0"
 RCLIP_MODEL = "ViT-B-32-256-datacomp_s34b_b86k"
 QUERY = "a dog"
 ROWS = ("cold", "noop", "full", "phone", "encode")  # the table's rows, in order
+# pixfind's image towers the encode row measures: (runtime, precision)
+ENCODERS = {
+    "torch eager": ("torch", "fp32"),
+    "ONNX fp32": ("onnx", "fp32"),
+    "ONNX, index default": ("auto", "auto"),
+}
 
 EXPORT = """
 import shutil, sys
@@ -91,14 +98,16 @@ PIXFIND_ENCODE = """
 import sys, time, torch
 from pixfind.search.encoder import load_encoder
 torch.set_num_threads(2)
-enc = load_encoder(None, "cpu")
+enc = load_encoder(None, "cpu", sys.argv[2])
 size = enc.image_size
 batch = torch.randn(32, 3, size, size)
+enc.start_run(sys.argv[3])  # as `pixfind index` does: its first batch picks the image tower
+enc.onnx_towers(batch)
 enc.encode_image_tensors(batch)
 start = time.perf_counter()
 for _ in range(int(sys.argv[1])):
     enc.encode_image_tensors(batch)
-print(32 * int(sys.argv[1]) / (time.perf_counter() - start), size)
+print(32 * int(sys.argv[1]) / (time.perf_counter() - start), size, enc.precision)
 """
 
 RCLIP_ENCODE = """
@@ -206,6 +215,18 @@ class Peer:
         env = {**self.rclip_env, "RCLIP_DATADIR": str(datadir)}
         return timed([self.rclip, *args, QUERY], env, folder)
 
+    def prepare(self, folder: Path) -> None:
+        """pixfind's model files, made before any timed run as rclip's are: its ONNX export
+        and int8 image tower (made by the first index run into the model cache, once), from
+        one batch of ``folder``'s photos."""
+        index, batch = self.work / "pix-prepare", self.work / "prepare"
+        shutil.rmtree(index, ignore_errors=True)
+        shutil.rmtree(batch, ignore_errors=True)
+        batch.mkdir()
+        for photo in sorted(folder.iterdir())[:32]:
+            (batch / photo.name).symlink_to(photo)
+        timed(self.pixfind(index, "index", str(batch)), self.pix_env, ROOT)
+
     def full_index(self, folder: Path, tag: str, repeat: int) -> tuple[list, list]:
         pix, rc = [], []
         for i in range(repeat):
@@ -217,18 +238,22 @@ class Peer:
             print(f"  full index {tag} run {i + 1}: {pix[-1][0]:.1f} s / {rc[-1][0]:.1f} s")
         return pix, rc
 
-    def encode_rates(self, batches: int, repeat: int) -> tuple[list, list]:
-        pix, rc = [], []
+    def encode_rates(self, batches: int, repeat: int) -> tuple[dict, list]:
+        """Images per second of pixfind's image tower in each runtime and precision
+        (ENCODERS; the last is what `pixfind index` uses by default) and of rclip's."""
+        pix: dict[str, list] = {name: [] for name in ENCODERS}
+        rc = []
         visual = str(self.models / RCLIP_MODEL / "visual.onnx")
         for _ in range(repeat):
-            out = subprocess.run(
-                [sys.executable, "-c", PIXFIND_ENCODE, str(batches)],
-                env=self.pix_env,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.split()
-            pix.append((float(out[0]), int(out[1])))
+            for name, (runtime, precision) in ENCODERS.items():
+                out = subprocess.run(
+                    [sys.executable, "-c", PIXFIND_ENCODE, str(batches), runtime, precision],
+                    env=self.pix_env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout.split()
+                pix[name].append((float(out[0]), int(out[1]), out[2]))
             out = subprocess.run(
                 [self.rclip_python, "-c", RCLIP_ENCODE, str(batches), visual],
                 capture_output=True,
@@ -288,13 +313,15 @@ def main() -> None:
             noop[1].append(peer.rclip_run(datadir, flickr, "-f"))
     load.append(os.getloadavg()[0])
     full = big = ([], [])
+    if wanted & {"full", "phone"}:
+        peer.prepare(flickr)
     if "full" in wanted:
         full = peer.full_index(flickr, "flickr", args.full_repeat)
         load.append(os.getloadavg()[0])
     if "phone" in wanted:
         big = peer.full_index(phone_folder(args.work, args.phone), "phone", args.full_repeat)
         load.append(os.getloadavg()[0])
-    rates = ([], [])
+    rates: tuple[dict, list] = ({}, [])
     if "encode" in wanted:
         rates = peer.encode_rates(args.batches, args.repeat)
         load.append(os.getloadavg()[0])
@@ -318,12 +345,13 @@ def main() -> None:
             f"| {label} | {ta:.2f} s ({ma:.0f} MB{rate_a}) | {tb:.2f} s ({mb:.0f} MB{rate_b}) "
             f"| {ta / tb:.2f}x |"
         )
-    if rates[0]:
-        ra = statistics.median(r[0] for r in rates[0])
+    for name, runs in rates[0].items():
+        ra = statistics.median(r[0] for r in runs)
         rb = statistics.median(r[0] for r in rates[1])
         print(
-            f"| model-only image encoding, 2 threads | {ra:.1f} img/s ({rates[0][0][1]} px) "
-            f"| {rb:.1f} img/s ({rates[1][0][1]} px) | {ra / rb:.2f}x the rate |"
+            f"| model-only image encoding, 2 threads, pixfind {name} ({runs[0][2]} used) "
+            f"| {ra:.1f} img/s ({runs[0][1]} px) | {rb:.1f} img/s ({rates[1][0][1]} px) "
+            f"| {ra / rb:.2f}x the rate |"
         )
     print(
         f"\nmedians of {args.repeat} (full index: {args.full_repeat}) interleaved runs; peak RSS "

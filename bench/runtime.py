@@ -2,7 +2,8 @@
 
 Variants: torch eager fp32 (the baseline), torch with bf16 autocast (AVX-512 BF16 / AMX),
 ONNX Runtime fp32 without and with graph optimizations, and ONNX Runtime with int8 dynamic
-quantization of the MatMuls (VNNI); each at the thread counts and batch sizes asked for.
+quantization of the MatMuls (VNNI; pixfind's int8 tower, search/quantize.py); each at the
+thread counts and batch sizes asked for.
 Speed: images per second of preprocessed 224 px photos (the model alone, no decoding).
 Rankings: bf16 and int8 change numbers, so each variant's effect is measured as the top-10
 overlap of text-to-image rankings against torch fp32 on the same photos (queries: captions
@@ -64,7 +65,7 @@ def ort_session(path: Path, threads: int, optimize: bool):
 def variants(encoder, visual: Path, folder: Path, threads: int) -> dict:
     """name -> fn(pixels float32 tensor) -> unnormalised numpy features."""
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from pixfind.search.quantize import quantize
 
     model = encoder.model
 
@@ -76,12 +77,14 @@ def variants(encoder, visual: Path, folder: Path, threads: int) -> dict:
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
             return model.encode_image(x).float().numpy()
 
-    int8 = folder / "visual.int8.onnx"
-    quantize_dynamic(visual, int8, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
+    int8 = visual.parent / "visual.int8.onnx"  # the one `pixfind index` made, else made here
+    if not int8.is_file():
+        int8 = folder / int8.name
+        quantize(visual, int8)
     sessions = {
         "onnx fp32, no graph optimization": ort_session(visual, threads, False),
         "onnx fp32, graph optimizations": ort_session(visual, threads, True),
-        "onnx int8 dynamic (MatMul)": ort_session(int8, threads, True),
+        "onnx int8 dynamic (MatMul, per channel)": ort_session(int8, threads, True),
     }
     out = {"torch eager fp32": torch_fp32, "torch bf16 autocast": torch_bf16}
     for name, session in sessions.items():

@@ -20,6 +20,7 @@ from pixfind.search.cli_common import (
     index_home,
     out,
 )
+from pixfind.search.location import shown
 from pixfind.search.models import requested_spec
 from pixfind.search.settings import passive_omp_threads
 from pixfind.search.types import printable_path
@@ -60,6 +61,14 @@ OcrOpt = Annotated[
         "keyword search; also in photos indexed before without it.",
     ),
 ]
+PrecisionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--precision",
+        help="The image tower's numbers with ONNX Runtime: auto (int8 where its check against "
+        "float32 passes, else fp32), fp32, int8. Default: $PIXFIND_PRECISION or auto.",
+    ),
+]
 OcrLangOpt = Annotated[
     str, typer.Option("--ocr-lang", help="Tesseract languages for --ocr, e.g. eng or eng+deu.")
 ]
@@ -90,6 +99,7 @@ def index_cmd(
     pretrained: PretrainedOpt = None,
     device: DeviceOpt = "auto",
     runtime: RuntimeOpt = None,
+    precision: PrecisionOpt = None,
     exclude: ExcludeOpt = None,
     hidden: HiddenOpt = False,
     batch_size: BatchSizeOpt = 0,
@@ -137,6 +147,9 @@ def index_cmd(
 
     passive_omp_threads()  # before torch loads
     from pixfind.indexer import ClusterOptions, IndexOptions, run_index
+    from pixfind.search.quantize import choose_precision
+
+    choose_precision(precision, "onnx")  # an unknown value: one line, before any work
 
     cluster = ClusterOptions(ray_address, parse_actors(actors), gpus_per_actor, commit_every)
     options = IndexOptions(
@@ -151,6 +164,7 @@ def index_cmd(
         prune_missing=prune_missing,
         ocr=ocr,
         ocr_lang=ocr_lang,
+        precision=precision,
     )
     if engine is Engine.ray:
         from pixfind.indexer.ray_engine import check_ray_options
@@ -179,7 +193,7 @@ def index_cmd(
         progress.update(task, completed=done, rate=f"{done / elapsed:.1f}")
 
     if not as_json:
-        err.print(f"index: {index_home()}")
+        err.print(f"index: {shown(index_home())}")
     with progress:
         report = run_index(
             index_home(),
@@ -213,7 +227,8 @@ def _print_report(report, prefix: str = "") -> None:
         f"{report.moved} moved and {report.reused} reused without re-embedding, "
         f"{report.captioned} captioned, {ocr if report.ocr_read else ''}"
         f"{len(report.skipped)} skipped; {report.total} images in the index "
-        f"({report.seconds:.1f}s, {rate:.1f} img/s) [dim]model {report.model}[/]"
+        f"({report.seconds:.1f}s, {rate:.1f} img/s) [dim]model {report.model}"
+        f"{f' ({report.precision} images)' if report.precision else ''}[/]"
     )
     out.print(f"[dim]stages: {report.stage_summary()}[/]")
     for line in report.warnings():
@@ -278,7 +293,7 @@ def watch_cmd(
         ocr=ocr,
         ocr_lang=ocr_lang,
     )
-    err.print(f"index: {home}; loading the model...")
+    err.print(f"index: {shown(home)}; loading the model...")
     encoder = open_encoder(home, requested_spec(model, pretrained), device)
 
     def on_report(report, full: bool) -> None:

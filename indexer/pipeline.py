@@ -12,10 +12,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from pixfind.search import keywords, phash
+from pixfind.search import keywords, objectstore, phash
 from pixfind.search.encoder import Encoder, load_encoder, text_recipe
 from pixfind.search.errors import DamagedIndex
-from pixfind.search.index import INDEX_DIR, VectorIndex
+from pixfind.search.index import INDEX_DIR
+from pixfind.search.location import shown
 from pixfind.search.store import Store
 from pixfind.search.types import EncoderSpec, FileStat
 
@@ -85,6 +86,8 @@ def update_index(
     if plan.todo and encoder is None:  # only now: a re-index with nothing new loads no model
         encoder = load_encoder(spec, device, runtime)
         store.check_model(encoder.info)
+    if plan.todo:  # int8 refused on torch before anything is decoded
+        encoder.start_run(options.precision)
     changed = {s.path for s in plan.changed}
     writer = Writer(store, changed=changed, removed=plan.removed, roots=roots)
     stop = stop or StopRequest()
@@ -97,6 +100,7 @@ def update_index(
                 _embed_and_write(batches, encoder, writer, report, on_done, stop)
         except KeyboardInterrupt:
             report.interrupted = True
+        report.precision = encoder.precision
     report.interrupted = report.interrupted or stop.requested
     if not report.interrupted:  # else committed batches are safe; the next run resumes
         report.add(writer.delete(plan.removed))
@@ -143,7 +147,7 @@ def open_store(
         store = existing
         if encoder is not None:
             store.check_model(encoder.info)
-    return store, encoder, spec, IndexReport(str(home), store.info.label, notes=notes)
+    return store, encoder, spec, IndexReport(shown(home), store.info.label, notes=notes)
 
 
 def fill_missing_hashes(
@@ -181,7 +185,7 @@ def finish(
     indexing = time.perf_counter()
     # the text tower's recipe reads the weights: only where the model was loaded anyway
     recipe = text_recipe(encoder.spec) if encoder is not None else None
-    vectors = VectorIndex.for_store(store, recipe=recipe)
+    vectors = objectstore.vector_index(store, recipe, share=True)
     stages.index = time.perf_counter() - indexing
     unchanged = known if store.version == version else None
     _save_states(store, unchanged, vectors.directory, failed)

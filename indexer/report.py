@@ -32,6 +32,7 @@ class StageTimes:
 class IndexReport:
     home: str
     model: str
+    precision: str = ""  # of the image vectors embedded: fp32 or int8 ("": none embedded)
     added: int = 0
     updated: int = 0
     removed: int = 0
@@ -124,6 +125,7 @@ class IndexReport:
         return {
             "index": self.home,
             "model": self.model,
+            "precision": self.precision,
             "added": self.added,
             "updated": self.updated,
             "removed": self.removed,

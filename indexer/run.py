@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, TypeVar
 from pixfind.search import keywords
 from pixfind.search.errors import backend_errors
 from pixfind.search.images import DEFAULT_MAX_MEGAPIXELS, register_heif
+from pixfind.search.location import shown
 from pixfind.search.models import spec_identity
 from pixfind.search.types import EncoderSpec
 
@@ -66,6 +67,7 @@ class IndexOptions:
     only: Sequence[str] | None = None
     ocr: bool = False  # read text inside photos (Tesseract), also in those indexed before
     ocr_lang: str = "eng"  # Tesseract languages, "eng+deu"
+    precision: str | None = None  # the image tower's: auto, fp32, int8 (None: PIXFIND_PRECISION)
 
 
 @dataclass(frozen=True)
@@ -179,7 +181,7 @@ def _unchanged(
         return None  # another model asked for: the pipeline says what is wrong
     if saved.states and not keywords.on_disk(home):
         return None  # the keyword index is missing: the pipeline builds it
-    report = IndexReport(str(home), saved.label)
+    report = IndexReport(shown(home), saved.label)
     scanned = scan_and_plan(options, saved.states, report)
     plan = scanned.plan
     skip_failed(plan, saved.failed, report)

@@ -7,29 +7,39 @@ train/commands.py) and are mounted on one app by cli.py.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from .location import parse_options
 from .settings import get_settings, resolve_home
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-_chosen: dict[str, str | None] = {"index": None}
+@dataclass(frozen=True)
+class ChosenIndex:
+    index: str | None = None  # the global --index (None: the default)
+    storage_options: tuple[tuple[str, str], ...] = ()  # the global --storage-option
 
 
-def choose_index(index: str | None) -> None:
-    """Called by the app's callback with the global --index (None: the default)."""
-    _chosen["index"] = index
+_chosen = [ChosenIndex()]
+
+
+def choose_index(index: str | None, storage_options: list[str] | None = None) -> None:
+    """Called by the app's callback with the global --index and --storage-option."""
+    _chosen[0] = ChosenIndex(index, parse_options(storage_options or ()))
 
 
 def index_home() -> Path:
-    """The index folder: the global --index, else $PIXFIND_INDEX / $PIXFIND_HOME / default."""
-    return resolve_home(_chosen["index"] or get_settings().index)
+    """The index folder: the global --index, else $PIXFIND_INDEX / $PIXFIND_HOME / default
+    (for an index on object storage, its local cache folder: search/location.py)."""
+    chosen = _chosen[0]
+    return resolve_home(chosen.index or get_settings().index, chosen.storage_options)
 
 
 ModelOpt = Annotated[

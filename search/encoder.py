@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
     from .cold.texttower import PlainTextTower
-    from .onnxrt import OnnxTextTower, OnnxTowers
+    from .onnxrt import OnnxImageTower, OnnxTextTower, OnnxTowers
 
 
 def pick_device(device: str = "auto") -> str:
@@ -76,6 +76,9 @@ class Encoder:
         self.runtime = runtime  # "onnx": ONNX Runtime where its export passed (onnx_towers)
         self._onnx: OnnxTowers | None = None
         self._onnx_state = "unseen"  # then "absent" (no export yet) or "decided"
+        self.precision = "fp32"  # of the image vectors encode_image_tensors makes now
+        self._asked: str | None = None  # an indexing run's precision, until its first batch
+        self._int8: OnnxImageTower | None = None
 
     @property
     def info(self) -> ModelInfo:
@@ -155,11 +158,35 @@ class Encoder:
         features = torch.nn.functional.normalize(features.float(), dim=-1)
         return features.cpu().numpy().astype(np.float32, copy=False)
 
+    def start_run(self, precision: str | None = None) -> None:
+        """An indexing run begins, asking for the image tower's ``precision`` (auto, fp32,
+        int8; None: PIXFIND_PRECISION): its first batch (``onnx_towers(sample)``) decides
+        whether the int8 tower serves (search/quantize.py). int8 on torch is refused."""
+        from .quantize import choose_precision
+
+        self._asked = choose_precision(precision, self.runtime)
+        self.precision = "fp32"
+
     def onnx_towers(self, sample: torch.Tensor | None = None) -> OnnxTowers | None:
         """This model's ONNX Runtime towers when the runtime is "onnx" and their export
         passed its parity check (search/onnxexport.py): loaded from the model cache, or
         exported when a ``sample`` of real photos is given to check them with (the indexer
-        does, with its first batch; a query never waits for an export)."""
+        does, with its first batch; a query never waits for an export). The first sample
+        after ``start_run`` also chooses the image tower's precision."""
+        towers = self._find_towers(sample)
+        if sample is not None and self._asked is not None:
+            asked, self._asked = self._asked, None
+            if towers is not None and asked != "fp32":
+                from .onnxrt import OnnxImageTower
+                from .quantize import int8_path
+
+                path = int8_path(towers, sample.numpy(), asked)
+                if path is not None and (self._int8 is None or self._int8.path != path):
+                    self._int8 = OnnxImageTower(path, self.dim)
+                self.precision = "int8" if path is not None else "fp32"
+        return towers
+
+    def _find_towers(self, sample: torch.Tensor | None) -> OnnxTowers | None:
         if self.runtime != "onnx" or self._onnx_state == "decided":
             return self._onnx
         if sample is None and self._onnx_state == "absent":
@@ -178,7 +205,8 @@ class Encoder:
         """Encode already-preprocessed images (N, 3, H, W)."""
         towers = self.onnx_towers()
         if towers is not None:
-            return towers.image.encode(batch.numpy())
+            tower = self._int8 if self.precision == "int8" else towers.image
+            return tower.encode(batch.numpy())
         return self.torch_encode_image(batch)
 
     def torch_encode_image(self, batch: torch.Tensor) -> np.ndarray:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import keywords
+from . import keywords, objectstore
 from .encoder import (
     Encoder,
     TextEncoder,
@@ -154,7 +154,7 @@ class Searcher:
                 self._text_encoder is not None and not self._from_snapshot
             )
             recipe = text_recipe(self.spec) if loaded else None
-            self._index = VectorIndex.for_store(self.store, recipe)
+            self._index = objectstore.vector_index(self.store, recipe)
             if self.device.startswith("cuda"):
                 self._index.to_gpu()  # with faiss-gpu installed (pixfind[gpu]); else stays
         return self._index
@@ -175,7 +175,7 @@ class Searcher:
         end = query.offset + query.k
         # the top end+1 by score (one more than the page says whether more exist); a date
         # order sorts the top end by score
-        hits, path, mode = self._cold(query, end + 1), "cold", "vector"
+        (hits, mode), path = self._cold(query, end + 1), "cold"
         if hits is None:
             mode = self.mode(query)
             hits, path = self._warm(query, end + 1, mode), "warm"
@@ -184,20 +184,25 @@ class Searcher:
         took = (time.perf_counter() - start) * 1000
         return Results(hits[query.offset :], end if more else None, took, path, mode)
 
-    def _cold(self, query: Query, want: int) -> list[Hit] | None:
+    def _cold(self, query: Query, want: int) -> tuple[list[Hit] | None, str]:
         text = query.plain_text
         nothing_loaded = self._store is None and self._text_encoder is None
         if text is None or query.filters or not (self._cold_allowed and nothing_loaded):
-            return None  # checked first: a searcher that stays never looks at the disk here
-        if query.mode == "keyword" or (query.mode != "vector" and keywords.on_disk(self.home)):
-            return None  # the cold path ranks by vectors alone: hybrid goes warm
-        from .cold.fastpath import text_search
+            return None, ""  # checked first: a searcher that stays never looks at the disk here
+        if query.mode == "keyword":
+            return None, ""
+        from .cold.fastpath import hybrid_search, text_search
 
         self._cold_allowed = False  # once: a searcher that stays loads the warm path
+        if query.mode != "vector" and keywords.on_disk(self.home):
+            return hybrid_search(
+                self.home, query, want, self.fusion, self.keyword_weight, self._weight(query),
+                device=self.device, runtime=self.runtime,
+            ), "hybrid"  # fmt: skip
         return text_search(
             self.home, text, want, min_score=query.min_score, sort="score",
             caption_weight=self._weight(query), device=self.device, runtime=self.runtime,
-        )  # fmt: skip
+        ), "vector"  # fmt: skip
 
     def mode(self, query: Query) -> str:
         """How ``query`` is ranked: its mode, else hybrid where the index has a keyword index
@@ -238,6 +243,17 @@ class Searcher:
             caption_weight=self._weight(query) if query.texty else 0.0,
             min_score=query.min_score,
         )
+
+    # -- the keyword side, as search/hybrid.py asks for it (the cold path answers from its
+    # snapshot instead: search/cold/hybridpath.py)
+    def keyword_search(self, kq: keywords.KeywordQuery, limit: int, where: str | None = None):
+        return keywords.search(self.store, kq, limit, where)
+
+    def stop_words(self, words: list[str]) -> set[str]:
+        return keywords.stop_words(words)
+
+    def keyword_texts(self, ids: Sequence[int]) -> dict[int, str]:
+        return keywords.texts(self.store, ids)
 
     def _weight(self, query: Query) -> float:
         return self.caption_weight if query.caption_weight is None else query.caption_weight

@@ -92,6 +92,14 @@ def backend_error(exc: BaseException, home: Path, doing: str) -> PixfindError | 
         lance = True
     if not (lance or isinstance(exc, OSError)):
         return None
+    from .location import location_of
+
+    where = location_of(Path(home))
+    if where.remote:  # not a disk: a URI, credentials or the network
+        return UnusableIndex(
+            f"the index at {where.uri} can't be used ({_short(exc)}, while {doing}); check the "
+            "URI, the credentials (AWS_* variables or --storage-option) and the network"
+        )
     if code == errno.ENOSPC or "No space left" in text:
         return DiskFull(
             f"no space left on the device holding {home} while {doing}; free some space and "

@@ -22,13 +22,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import keywords
 from .keywords import KeywordQuery, fields_of, matched_fields
 from .store import filter_where
 from .types import Hit, KeywordMatch
 
 if TYPE_CHECKING:
-    from .engine import Searcher
+    from .engine import Searcher  # or the cold path's snapshot searcher (search/cold/)
     from .query import Query
 
 KEYWORD_POOL = 200  # keyword matches fused per query (more when a page asks for more)
@@ -45,13 +44,12 @@ def keyword_matches(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(ids, BM25 scores) of the photos the keywords match, best first, among those the
     query's filters allow and not excluded."""
-    store = searcher.store
     filters = query.filters
     where = filter_where(filters) if filters else None
-    ids, scores = keywords.search(store, kq, max(KEYWORD_POOL, want), where)
+    ids, scores = searcher.keyword_search(kq, max(KEYWORD_POOL, want), where)
     keep = np.ones(len(ids), bool)
     if filters and filters.folder:
-        keep &= np.isin(ids, store.filter_ids(filters))
+        keep &= np.isin(ids, searcher.store.filter_ids(filters))
     if len(exclude):
         keep &= ~np.isin(ids, np.asarray(list(exclude), np.int64))
     return ids[keep], scores[keep]
@@ -64,11 +62,11 @@ def coverage(searcher: Searcher, query: Query, kq: KeywordQuery, ids: np.ndarray
     words = list(dict.fromkeys(kq.words.lower().split()))
     if not len(ids) or len(words) + len(kq.phrases) <= 1:
         return np.ones(len(ids))
-    words = [w for w in words if w not in keywords.stop_words(words)]
+    words = [w for w in words if w not in searcher.stop_words(words)]
     held = np.full(len(ids), float(len(kq.phrases)))
     where = filter_where(query.filters) if query.filters else None
     for word in words:
-        found, _ = keywords.search(searcher.store, KeywordQuery(word), KEYWORD_POOL, where)
+        found, _ = searcher.keyword_search(KeywordQuery(word), KEYWORD_POOL, where)
         held += np.isin(ids, found)
     total = len(words) + len(kq.phrases)
     return held / total if total else np.ones(len(ids))
@@ -166,7 +164,7 @@ def _explained(searcher: Searcher, kq: KeywordQuery, hits: list[Hit]) -> list[Hi
     their keywords matched (one read of k rows)."""
     matched = [h.id for h in hits if h.keyword is not None]
     if matched:
-        texts = keywords.texts(searcher.store, matched)
+        texts = searcher.keyword_texts(matched)
         for n, h in enumerate(hits):
             if h.keyword is not None and h.id in texts:
                 names, words = matched_fields(kq, fields_of(texts[h.id]))

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from . import bigindex
-from .cold import snapshot
+from .cold import bm25, snapshot
 from .errors import DamagedIndex
 from .indexplan import IndexPlan, build_faiss, choose_index
 from .recall import apply_params
@@ -119,7 +119,8 @@ class VectorIndex:
             recipe = (snapshot.read_meta(store.home / INDEX_DIR) or {}).get("recipe")
         if plan.kind == bigindex.KIND:
             return cls._build_on_disk(store, plan, recipe, start)
-        ids, vectors, rows = store.index_rows([*snapshot.COLUMNS[1:], "has_caption"])
+        wanted = [*snapshot.COLUMNS[1:], "has_caption", *bm25.columns(store)]
+        ids, vectors, rows = store.index_rows(wanted)
         index, params, recall, nq = build_faiss(vectors, plan)
         del vectors
         infos = _infos(store, plan.factory, len(ids), start, params, recall, nq)
@@ -127,6 +128,7 @@ class VectorIndex:
         def write_snapshot(tmp: Path) -> None:
             info = store.info
             snapshot.write(tmp, store.home, rows, store.version, info.identity, info.dim, recipe)
+            bm25.write(tmp, store, ids, rows)  # the keyword half of a cold hybrid query
 
         return cls(index, ids, infos)._saved(store, write_snapshot)
 
@@ -158,6 +160,8 @@ class VectorIndex:
             ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
             infos = _infos(store, bigindex.label(plan), len(ids), start, params, recall, nq)
 
+            # no keyword half (search/cold/bm25.py): it is built in memory, up to its
+            # MAX_ROWS only; a cold hybrid query on a disk index goes warm
             def write_snapshot(tmp: Path) -> None:
                 snapshot.write_streamed(
                     tmp, store.home, records, store.version, info.identity, info.dim, recipe

@@ -214,9 +214,13 @@ def update_index(store) -> bool:
     return True
 
 
+TIE_FETCH = 10_000  # rows asked for to settle a tie at the cut (more: LanceDB's choice)
+
+
 def search(store, query: KeywordQuery, limit: int, where: str | None = None):
-    """(ids int64, BM25 scores float32), best first: photos matching ``query``; every
-    quoted phrase must match."""
+    """(ids int64, BM25 scores float32), best first, equal scores by id: photos matching
+    ``query``; every quoted phrase must match. LanceDB returns equal scores in no fixed
+    order, so where the cut falls inside a tie the rows around it are fetched too."""
     import numpy as np
     from lancedb.query import BooleanQuery, MatchQuery, Occur, PhraseQuery
 
@@ -224,16 +228,35 @@ def search(store, query: KeywordQuery, limit: int, where: str | None = None):
     if query.words:
         parts.append((Occur.SHOULD, MatchQuery(query.words, COLUMN)))
     fts = parts[0][1] if len(parts) == 1 else BooleanQuery(parts)
-    with backend_errors(store.home, "searching its keywords"):
-        q = store.table.search(fts, query_type="fts").select(["id", "_score"]).limit(limit)
-        if where:
-            q = q.where(where, prefilter=True)
-        t = q.to_arrow()
-    if t.num_rows == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.float32)
-    ids = t["id"].to_numpy().astype(np.int64)
-    scores = t["_score"].to_numpy().astype(np.float32)
-    order = np.argsort(-scores, kind="stable")
+    for fetch in (limit + 1, max(limit + 1, TIE_FETCH)):
+        with backend_errors(store.home, "searching its keywords"):
+            q = store.table.search(fts, query_type="fts").select(["id", "_score"]).limit(fetch)
+            if where:
+                q = q.where(where, prefilter=True)
+            t = q.to_arrow()
+        ids = t["id"].to_numpy().astype(np.int64)
+        scores = t["_score"].to_numpy().astype(np.float32)
+        if not cut_in_tie(scores, limit, fetch):
+            break
+    return ranked(ids, scores, limit)
+
+
+def cut_in_tie(scores, limit: int, fetch: int) -> bool:
+    """Whether the best ``fetch`` of some scores may leave out a row that ties with the
+    ``limit``-th best (so which rows make the cut is not settled yet)."""
+    import numpy as np
+
+    if len(scores) < fetch or len(scores) <= limit:
+        return False
+    best = -np.sort(-scores)
+    return bool(best[fetch - 1] >= best[limit - 1])
+
+
+def ranked(ids, scores, limit: int):
+    """The best ``limit`` (ids, scores): by score, equal scores by id."""
+    import numpy as np
+
+    order = np.lexsort((ids, -scores))[:limit]
     return ids[order], scores[order]
 
 

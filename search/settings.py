@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from .location import is_uri, locate, options_from_text
+
 # the FAISS index (search/index.py): memory budget, exact-search threshold, ANN recall target
 MEMORY_BUDGET_MB = 4096.0
 FLAT_MAX_ROWS = 50_000
@@ -40,11 +42,14 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
 @dataclass(frozen=True)
 class Settings:
     home: Path | None = None  # PIXFIND_HOME: the default index directory
-    index: str | None = None  # PIXFIND_INDEX: the index the CLI and server use
+    index: str | None = None  # PIXFIND_INDEX: the index the CLI and server use (or a URI)
+    # PIXFIND_STORAGE_OPTIONS: an index on object storage's options, JSON or k=v,k=v
+    storage_options: tuple[tuple[str, str], ...] = ()
     log: str = "critical"  # PIXFIND_LOG: level of the libraries' own log lines
     fast_path: bool = True  # PIXFIND_FAST_PATH=0: no cold path, no query snapshot
     text_tower: bool = True  # PIXFIND_TEXT_TOWER=0: text queries load the full model
     runtime: str = "auto"  # PIXFIND_RUNTIME: auto | torch | onnx (search/onnxrt.py)
+    precision: str = "auto"  # PIXFIND_PRECISION: auto | fp32 | int8 (search/quantize.py)
     index_kind: str = "auto"  # PIXFIND_INDEX_KIND: auto | flat | ivfpq | hnsw | ivfpq-disk
     index_memory_mb: float = MEMORY_BUDGET_MB  # PIXFIND_INDEX_MEMORY_MB
     flat_max_rows: int = FLAT_MAX_ROWS  # PIXFIND_FLAT_MAX_ROWS
@@ -66,10 +71,12 @@ class Settings:
         return cls(
             home=Path(home).expanduser() if home else None,
             index=env.get("PIXFIND_INDEX") or None,
+            storage_options=options_from_text(env.get("PIXFIND_STORAGE_OPTIONS")),
             log=env.get("PIXFIND_LOG", "critical"),
             fast_path=_flag(env, "PIXFIND_FAST_PATH"),
             text_tower=_flag(env, "PIXFIND_TEXT_TOWER"),
             runtime=(env.get("PIXFIND_RUNTIME") or "auto").lower(),
+            precision=(env.get("PIXFIND_PRECISION") or "auto").lower(),
             index_kind=(env.get("PIXFIND_INDEX_KIND") or "auto").lower(),
             index_memory_mb=_number(env, "PIXFIND_INDEX_MEMORY_MB", MEMORY_BUDGET_MB),
             flat_max_rows=int(_number(env, "PIXFIND_FLAT_MAX_ROWS", FLAT_MAX_ROWS)),
@@ -110,7 +117,11 @@ def model_cache_dir() -> Path:
     return Path(base).expanduser() / "pixfind"
 
 
-def resolve_home(index: str | os.PathLike | None) -> Path:
+def resolve_home(index: str | os.PathLike | None, storage_options=()) -> Path:
+    """The local folder of ``index``: the folder itself, or the cache folder of an index on
+    object storage (search/location.py)."""
+    if index and is_uri(index):
+        return locate(index, storage_options).home
     return (Path(index).expanduser() if index else default_home()).resolve()
 
 

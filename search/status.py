@@ -48,7 +48,7 @@ def index_status(store: Store) -> IndexStatus:
         else None
     )
     return IndexStatus(
-        index=str(store.home),
+        index=store.location.uri,
         model=store.info.label,
         dim=store.info.dim,
         images=store.count(),

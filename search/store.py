@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import IndexMismatch, NoIndex, NotFound, UnusableIndex, backend_errors
+from .location import IndexLocation, location_of, shown
 from .types import EncoderSpec, Filters, ImageRecord, ModelInfo, OcrText, is_glob
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -135,26 +136,34 @@ class Store:
         self.info = info
 
     # -- opening ---------------------------------------------------------------
+    @property
+    def location(self) -> IndexLocation:
+        return location_of(self.home)
+
     @staticmethod
     def exists(home: Path) -> bool:
+        location = location_of(home)
+        if location.remote:  # one listing request
+            with backend_errors(home, "listing its tables"):
+                return TABLE in location.table_names()
         return (home / "db" / f"{TABLE}.lance").is_dir()
 
     @classmethod
     def require(cls, home: Path) -> None:
-        """Raise NoIndex unless an index exists at ``home`` (without importing LanceDB)."""
+        """Raise NoIndex unless an index exists at ``home`` (a local one without importing
+        LanceDB)."""
         check_location(home)
         if not cls.exists(home):
+            where = shown(home)
             raise NoIndex(
-                f"no index at {home}; create one with `pixfind --index {home} index PHOTOS_DIR`"
+                f"no index at {where}; create one with `pixfind --index {where} index PHOTOS_DIR`"
             )
 
     @classmethod
     def open(cls, home: Path) -> Store:
-        import lancedb
-
         cls.require(home)
         with backend_errors(home, "opening its table"):
-            table = lancedb.connect(str(home / "db")).open_table(TABLE)
+            table = location_of(home).connect().open_table(TABLE)
             raw = (table.schema.metadata or {}).get(META_KEY)
         if not raw:
             raise IndexMismatch(f"{home} is not a pixfind index (no pixfind metadata)")
@@ -168,14 +177,12 @@ class Store:
 
     @classmethod
     def create(cls, home: Path, info: ModelInfo, overwrite: bool = False) -> Store:
-        import lancedb
-
         check_location(home)
         with backend_errors(home, "creating its table"):
             home.mkdir(parents=True, exist_ok=True)
             if overwrite:
                 shutil.rmtree(home / "faiss", ignore_errors=True)
-            db = lancedb.connect(str(home / "db"))
+            db = location_of(home).connect()
             table = db.create_table(
                 TABLE, schema=schema_for(info), mode="overwrite" if overwrite else "create"
             )
@@ -323,6 +330,12 @@ class Store:
         return float(pc.max(t["indexed_at"]).as_py()) if t.num_rows else None
 
     def disk_bytes(self) -> int:
+        """The index's bytes (on object storage: under its URI, where it can list them)."""
+        if self.location.remote:
+            from .objectstore import stored_bytes
+
+            with backend_errors(self.home, "listing its objects"):
+                return stored_bytes(self.location)
         return sum(p.stat().st_size for p in self.home.rglob("*") if p.is_file())
 
     # -- writing ---------------------------------------------------------------

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from ..onnxrt import OnnxTextTower, choose_runtime
+from ..query import SORTS
 from ..types import Hit
 from . import snapshot
 from .texttower import PlainTextTower, fast_path_enabled
@@ -45,17 +46,40 @@ def text_search(
 
 
 def _text_search(home, text, k, min_score, sort, caption_weight, device, runtime):
-    from ..engine import DEFAULT_CAPTION_WEIGHT
-    from ..index import INDEX_DIR, VectorIndex
-    from ..query import MAX_QUERY_CHARS, SORTS
     from ..ranking import image_candidates, make_hits, top_candidates
 
     text = text.strip()
+    if (
+        k < 1
+        or sort not in SORTS
+        or (opened := open_snapshot(home, text, caption_weight, device, runtime)) is None
+    ):
+        return None
+    tower, index, records = opened
+    vector = tower.encode_texts([text])[0]
+    scores, pos = index.search_positions(vector[None], k)
+    good = pos[0] >= 0
+    scores, pos = scores[0][good], pos[0][good]
+    ids = index.ids[pos]
+    candidates = top_candidates(image_candidates(scores, ids), k, min_score)
+    by_id = dict(zip(ids.tolist(), pos.tolist(), strict=True))
+    found = records.at([by_id[c.id] for c in candidates])
+    if set(found) != {c.id for c in candidates}:
+        return None
+    return make_hits(candidates, found, sort, 0.0)
+
+
+def open_snapshot(home: Path, text: str, caption_weight: float | None, device: str, runtime):
+    """(text tower, VectorIndex, snapshot Records) where the snapshot can answer a query for
+    ``text`` (stripped) exactly as the ordinary path would, else None."""
+    from ..engine import DEFAULT_CAPTION_WEIGHT
+    from ..index import INDEX_DIR, VectorIndex
+    from ..query import MAX_QUERY_CHARS
+
     weight = DEFAULT_CAPTION_WEIGHT if caption_weight is None else caption_weight
     if not fast_path_enabled() or device not in ("auto", "cpu"):
         return None
-    bad = not text or len(text) > MAX_QUERY_CHARS or k < 1 or sort not in SORTS
-    if bad or not 0.0 <= weight <= 1.0:
+    if not text or len(text) > MAX_QUERY_CHARS or not 0.0 <= weight <= 1.0:
         return None  # the ordinary path words the error
     directory = home / INDEX_DIR
     meta = snapshot.read_meta(directory)
@@ -74,19 +98,43 @@ def _text_search(home, text, k, min_score, sort, caption_weight, device, runtime
     ):
         return None
     records = index.records()
-    if records is None:
+    return None if records is None else (tower, index, records)
+
+
+def hybrid_search(
+    home: str | os.PathLike, query, want: int, fusion: str, keyword_weight: float,
+    caption_weight: float, device: str = "auto", runtime: str | None = None,
+) -> list[Hit] | None:  # fmt: skip
+    """search/hybrid.py's hits for a plain text ``query`` (no filters) from the snapshot, its
+    keyword half included (search/cold/bm25.py); None: use Searcher instead."""
+    try:
+        return _hybrid_search(
+            Path(home), query, want, fusion, keyword_weight, caption_weight, device, runtime
+        )
+    except Exception:  # noqa: BLE001 - a shortcut must never be the reason a search fails
         return None
-    vector = tower.encode_texts([text])[0]
-    scores, pos = index.search_positions(vector[None], k)
-    good = pos[0] >= 0
-    scores, pos = scores[0][good], pos[0][good]
-    ids = index.ids[pos]
-    candidates = top_candidates(image_candidates(scores, ids), k, min_score)
-    by_id = dict(zip(ids.tolist(), pos.tolist(), strict=True))
-    found = records.at([by_id[c.id] for c in candidates])
-    if set(found) != {c.id for c in candidates}:
+
+
+def _hybrid_search(home, query, want, fusion, keyword_weight, caption_weight, device, runtime):
+    from ..hybrid import hybrid_hits
+    from ..index import INDEX_DIR
+    from ..keywords import parse_keywords
+    from .bm25 import KeywordSnapshot
+    from .hybridpath import SnapshotSearcher
+
+    text = query.plain_text.strip()
+    kq = parse_keywords(query.keyword_text)
+    if not kq or kq.phrases or not text.isascii() or want < 1:
+        return None  # phrases need positions; Lance folds non-ASCII its own way
+    opened = open_snapshot(home, text, caption_weight, device, runtime)
+    if opened is None:
         return None
-    return make_hits(candidates, found, sort, 0.0)
+    tower, index, records = opened
+    kw = KeywordSnapshot.load(home / INDEX_DIR, len(index))
+    if kw is None:
+        return None
+    searcher = SnapshotSearcher(tower, index, records, kw, caption_weight, keyword_weight)
+    return hybrid_hits(searcher, query, kq, want, fusion)
 
 
 def text_tower(recipe: dict, device: str, runtime: str | None) -> OnnxTextTower | PlainTextTower:

@@ -37,7 +37,8 @@ COLUMNS = ["id", "path", "path_raw", "width", "height", "taken_at", "file_type"]
 _U64 = (1 << 64) - 1
 
 
-CHECKED_FILES = ("index.faiss", "ids.npy", RECORDS)  # their [size, crc32] go in infos.json
+# their [size, crc32] go in infos.json (kw_*: the keyword half, search/cold/bm25.py)
+CHECKED_FILES = ("index.faiss", "ids.npy", RECORDS, "kw_postings.npz", "kw_tokens.json")
 
 
 def file_sum(path: Path) -> list[int]:
