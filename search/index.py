@@ -12,11 +12,14 @@ candidates are re-ranked with fp16 (or, on a tight memory budget, 8-bit) copies 
 After a build, ``nprobe`` and the re-rank depth are tuned on sample queries until recall@10
 against exact search reaches ``target_recall``, and the measured recall is written to
 ``infos.json`` (``pixfind status`` prints it). HNSW is available by name (``kind="hnsw"``).
+From PIXFIND_BIG_INDEX_ROWS rows on (500k), or when the float32 vectors exceed the memory
+budget, the index lives on disk (``ivfpq-disk``, search/bigindex.py): built from a stream of
+the table, its re-rank vectors read from ``vectors.f16`` per query, never all in memory.
 The choice and the in-memory build live in search/indexplan.py, the recall measurement and
 tuning in search/recall.py.
 
-Knobs (environment, all optional): PIXFIND_INDEX_KIND (auto|flat|ivfpq|hnsw),
-PIXFIND_FLAT_MAX_ROWS, PIXFIND_INDEX_MEMORY_MB, PIXFIND_TARGET_RECALL.
+Knobs (environment, all optional): PIXFIND_INDEX_KIND (auto|flat|ivfpq|hnsw|ivfpq-disk),
+PIXFIND_FLAT_MAX_ROWS, PIXFIND_BIG_INDEX_ROWS, PIXFIND_INDEX_MEMORY_MB, PIXFIND_TARGET_RECALL.
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .cold import bm25, snapshot
+from . import bigindex
+from .cold import bm25, records, snapshot
 from .errors import DamagedIndex
 from .indexplan import IndexPlan, build_faiss, choose_index
 from .recall import apply_params
+from .settings import get_settings
 from .store import Store
 
 INDEX_DIR = "faiss"
@@ -51,7 +56,7 @@ class IndexInfos:
     build_seconds: float
     recall_at_10: float = 1.0  # measured against exact search; 1.0 for exact indexes
     params: dict = field(default_factory=dict)  # search-time knobs: nprobe, k_factor, efSearch
-    bytes_per_vector: float = 0.0  # index.faiss + ids.npy on disk, per row
+    bytes_per_vector: float = 0.0  # index.faiss + ids.npy (+ vectors.f16) on disk, per row
     recall_queries: int = 0  # how many sample queries measured recall_at_10
     checksums: dict = field(default_factory=dict)  # file name -> [size, crc32], when saved
 
@@ -68,6 +73,21 @@ def saved_damage(directory: Path) -> str | None:
     """What is wrong with the saved FAISS files against their checksums (None: intact)."""
     infos = IndexInfos.read(directory / "infos.json")
     return snapshot.damage(directory, infos.checksums) if infos is not None else None
+
+
+def _infos(store: Store, index_type: str, rows: int, start: float, params, recall, nq):
+    return IndexInfos(
+        index_type=index_type,
+        rows=rows,
+        dim=store.info.dim,
+        store_version=store.version,
+        model=store.info.identity,
+        built_at=time.time(),
+        build_seconds=round(time.perf_counter() - start, 4),
+        recall_at_10=recall,
+        params=params,
+        recall_queries=nq,
+    )
 
 
 class VectorIndex:
@@ -94,31 +114,68 @@ class VectorIndex:
         ``recipe``: the text tower's (search/texttower.py), kept from the last snapshot of
         the same model when not given."""
         start = time.perf_counter()
+        plan = plan or choose_index(store.count(), store.info.dim)
+        if recipe is None:
+            recipe = (snapshot.read_meta(store.home / INDEX_DIR) or {}).get("recipe")
+        if plan.kind == bigindex.KIND:
+            return cls._build_on_disk(store, plan, recipe, start)
         wanted = [*snapshot.COLUMNS[1:], "has_caption", *bm25.columns(store)]
         ids, vectors, rows = store.index_rows(wanted)
-        dim = store.info.dim
-        plan = plan or choose_index(len(ids), dim)
         index, params, recall, nq = build_faiss(vectors, plan)
         del vectors
-        infos = IndexInfos(
-            index_type=plan.factory, rows=len(ids), dim=dim, store_version=store.version,
-            model=store.info.identity, built_at=time.time(),
-            build_seconds=round(time.perf_counter() - start, 4), recall_at_10=recall,
-            params=params, recall_queries=nq,
-        )  # fmt: skip
-        built = cls(index, ids, infos)
-        directory = store.home / INDEX_DIR
-        if recipe is None:
-            recipe = (snapshot.read_meta(directory) or {}).get("recipe")
+        infos = _infos(store, plan.factory, len(ids), start, params, recall, nq)
 
         def write_snapshot(tmp: Path) -> None:
-            snapshot.write(tmp, store.home, rows, store.version, store.info.identity, dim, recipe)
+            info = store.info
+            snapshot.write(tmp, store.home, rows, store.version, info.identity, info.dim, recipe)
             bm25.write(tmp, store, ids, rows)  # the keyword half of a cold hybrid query
 
-        built.directory = snapshot.save_somewhere(
-            lambda where: built.save(where, write_snapshot), directory, store.home
+        return cls(index, ids, infos)._saved(store, write_snapshot)
+
+    @classmethod
+    def _build_on_disk(cls, store: Store, plan: IndexPlan, recipe, start: float) -> VectorIndex:
+        """The ``ivfpq-disk`` build (search/bigindex.py): one pass over the table in windows
+        feeds the inverted lists, the fp16 vectors file and the query snapshot's records."""
+        info = store.info
+        directory = store.home / INDEX_DIR
+        staging = directory.with_name(directory.name + f".build{os.getpid()}")
+        try:
+            staging.mkdir(parents=True, exist_ok=True)
+        except OSError:  # a read-only index: build where save_somewhere will put it
+            staging = snapshot.cache_dir(store.home).with_name(staging.name)
+            staging.mkdir(parents=True, exist_ok=True)
+        try:
+            dataset = store.table.to_lance()
+            sample = bigindex.sample_vectors(dataset, info.dim, bigindex.train_rows(plan))
+            builder = bigindex.DiskBuilder(plan, sample, staging)
+            del sample
+            ids = []
+            columns = ["id", "vector", *snapshot.COLUMNS[1:], "has_caption"]
+            with records.RecordsWriter(staging / snapshot.RECORDS) as written:
+                for batch in bigindex.stream(dataset, columns):
+                    ids.append(batch.column("id").to_numpy().astype(np.int64))
+                    builder.add(bigindex.batch_vectors(batch, info.dim))
+                    written.add(batch)
+            index, params, recall, nq = builder.finish(get_settings().target_recall)
+            ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+            infos = _infos(store, bigindex.label(plan), len(ids), start, params, recall, nq)
+
+            # no keyword half (search/cold/bm25.py): it is built in memory, up to its
+            # MAX_ROWS only; a cold hybrid query on a disk index goes warm
+            def write_snapshot(tmp: Path) -> None:
+                snapshot.write_streamed(
+                    tmp, store.home, written, store.version, info.identity, info.dim, recipe
+                )
+
+            return cls(index, ids, infos)._saved(store, write_snapshot)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # the saved index holds links to its files
+
+    def _saved(self, store: Store, write_snapshot: Callable[[Path], None]) -> VectorIndex:
+        self.directory = snapshot.save_somewhere(
+            lambda where: self.save(where, write_snapshot), store.home / INDEX_DIR, store.home
         )
-        return built
+        return self
 
     def save(self, directory: Path, extra: Callable[[Path], None] | None = None) -> None:
         """Write to a temp folder and swap it in, so readers never see a half-written index;
@@ -129,9 +186,13 @@ class VectorIndex:
         shutil.rmtree(tmp, ignore_errors=True)
         try:
             tmp.mkdir(parents=True)
-            faiss.write_index(self.faiss_index, str(tmp / "index.faiss"))
+            if isinstance(self.faiss_index, bigindex.DiskIVFPQ):
+                self.faiss_index.write(tmp)
+            else:
+                faiss.write_index(self.faiss_index, str(tmp / "index.faiss"))
             np.save(tmp / "ids.npy", self.ids)
-            size = (tmp / "index.faiss").stat().st_size + (tmp / "ids.npy").stat().st_size
+            files = ("index.faiss", "ids.npy", bigindex.VECTORS)
+            size = sum((tmp / name).stat().st_size for name in files if (tmp / name).exists())
             self.infos.bytes_per_vector = round(size / max(1, self.infos.rows), 1)
             if extra is not None:
                 extra(tmp)
@@ -160,9 +221,15 @@ class VectorIndex:
         if damage is not None:
             problems += [damage] if infos.checksums else []  # older pixfind: rebuilt quietly
             return None
+        disk = bigindex.is_disk(infos.index_type)
         try:
-            index = faiss.read_index(str(directory / "index.faiss"))
-            ids = np.load(directory / "ids.npy", allow_pickle=False)
+            if disk:
+                index = bigindex.DiskIVFPQ.load(directory)
+            else:
+                index = faiss.read_index(str(directory / "index.faiss"))
+            ids = np.load(
+                directory / "ids.npy", allow_pickle=False, mmap_mode="r" if disk else None
+            )
         except (OSError, RuntimeError, ValueError) as exc:
             problems.append(f"{directory} can't be loaded ({exc})")
             return None

@@ -16,14 +16,14 @@ import numpy as np
 from .recall import tune
 from .settings import get_settings
 
-KINDS = ("auto", "flat", "ivfpq", "hnsw")
+KINDS = ("auto", "flat", "ivfpq", "hnsw", "ivfpq-disk")
 
 
 @dataclass(frozen=True)
 class IndexPlan:
     """What to build for a collection: ``kind`` plus the FAISS factory string."""
 
-    kind: str  # flat | ivfpq | hnsw
+    kind: str  # flat | ivfpq | hnsw | ivfpq-disk
     factory: str
     nlist: int = 0
     estimated_bytes: int = 0
@@ -35,17 +35,21 @@ def choose_index(
     memory_budget_mb: float | None = None,
     flat_max_rows: int | None = None,
     kind: str | None = None,
+    big_rows: int | None = None,
 ) -> IndexPlan:
     """Pick the index for ``rows`` vectors of ``dim`` floats within a memory budget.
 
-    Exact below ``flat_max_rows`` (when the float32 vectors fit the budget); above it an
-    IVF-PQ index whose candidates are re-ranked with fp16 vectors, or 8-bit ones when fp16
-    would not fit, or with no re-ranking at all when even that would not fit.
+    Exact below ``flat_max_rows`` (when the float32 vectors fit the budget); from
+    ``big_rows`` on, or when the float32 vectors (which the in-memory build holds) exceed the
+    budget, IVF-PQ on disk (search/bigindex.py); in between an IVF-PQ index whose candidates
+    are re-ranked with fp16 vectors, or (asked for by name on a tight budget) 8-bit ones, or
+    no re-ranking at all when even that would not fit.
     """
     budget = (
         memory_budget_mb if memory_budget_mb is not None else get_settings().index_memory_mb
     ) * 2**20
     flat_max = int(flat_max_rows if flat_max_rows is not None else get_settings().flat_max_rows)
+    big = int(big_rows if big_rows is not None else get_settings().big_index_rows)
     kind = (kind or get_settings().index_kind).lower()
     if kind not in KINDS:
         raise ValueError(f"unknown index kind {kind!r}; one of {', '.join(KINDS)}")
@@ -58,6 +62,9 @@ def choose_index(
         return IndexPlan("hnsw", "HNSW32", estimated_bytes=rows * (dim * 4 + 32 * 2 * 4 + 8))
     nlist = _nlist(rows)
     m = _pq_m(dim)
+    if kind == "ivfpq-disk" or (kind == "auto" and (rows >= big or flat_bytes > budget)):
+        # in memory: the PQ codes and their ids in the inverted lists; the rest is on disk
+        return IndexPlan("ivfpq-disk", f"IVF{nlist},PQ{m}x8np", nlist, rows * (m + 8))
     overhead = m + 8 + 8  # PQ code + id in the inverted list + ids.npy
     for refine, extra in (("SQfp16", dim * 2), ("SQ8", dim)):
         if rows * (overhead + extra) <= budget:

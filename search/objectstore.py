@@ -25,7 +25,8 @@ from .location import IndexLocation
 
 DERIVED = "derived"
 DERIVED_META = "derived.json"
-FILES = ("index.faiss", "ids.npy", "infos.json", "snapshot.json", "records.arrow")
+# vectors.f16: the disk index's re-rank vectors (search/bigindex.py), where it is that kind
+FILES = ("index.faiss", "ids.npy", "infos.json", "snapshot.json", "records.arrow", "vectors.f16")
 
 # Lance's storage option names (and their aliases) -> boto3 client arguments
 _BOTO = {

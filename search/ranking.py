@@ -133,16 +133,23 @@ def search_positions(
     if not len(positions):
         return np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
     kk = min(k, len(positions))
+    # the disk index (search/bigindex.py) scores a small subset exactly from its fp16 file
+    if len(positions) <= getattr(index.faiss_index, "exact_subset_max", 0):
+        return _exact_subset(index, query, kk, positions)
     params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(positions.astype(np.int64)))
     try:
         scores, pos = index.faiss_index.search(query[None, :], kk, params=params)
     except RuntimeError:  # an index type without selector support: score the subset exactly
-        vectors = index.faiss_index.reconstruct_batch(positions.astype(np.int64))
-        sims = vectors @ query
-        top = np.argsort(-sims, kind="stable")[:kk]
-        return sims[top], index.ids[positions[top]], positions[top]
+        return _exact_subset(index, query, kk, positions)
     good = pos[0] >= 0
     return scores[0][good], index.ids[pos[0][good]], pos[0][good]
+
+
+def _exact_subset(index: VectorIndex, query: np.ndarray, kk: int, positions: np.ndarray):
+    vectors = index.faiss_index.reconstruct_batch(positions.astype(np.int64))
+    sims = vectors @ query
+    top = np.argsort(-sims, kind="stable")[:kk]
+    return sims[top], index.ids[positions[top]], positions[top]
 
 
 def calibrate_captions(caption: np.ndarray, image: np.ndarray) -> np.ndarray:

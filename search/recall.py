@@ -36,21 +36,37 @@ def sample_queries(vectors: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     return np.ascontiguousarray(q, dtype=np.float32)
 
 
+class RunningTopK:
+    """The exact inner-product top-k of some queries over vectors that arrive in blocks."""
+
+    def __init__(self, queries: np.ndarray, k: int):
+        self.queries = queries
+        self.k = k
+        self.scores = np.full((len(queries), 0), -np.inf, np.float32)
+        self.positions = np.zeros((len(queries), 0), np.int64)
+        self.seen = 0
+
+    def add(self, block: np.ndarray) -> None:
+        """The next block of vectors (its positions follow the blocks before it)."""
+        if not len(block):
+            return
+        sims = self.queries @ block.T
+        kk = min(self.k, block.shape[0])
+        part = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
+        scores = np.concatenate([self.scores, np.take_along_axis(sims, part, 1)], axis=1)
+        positions = np.concatenate([self.positions, part + self.seen], axis=1)
+        keep = np.argsort(-scores, axis=1)[:, : self.k]
+        self.scores = np.take_along_axis(scores, keep, 1)
+        self.positions = np.take_along_axis(positions, keep, 1)
+        self.seen += len(block)
+
+
 def exact_topk(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     """Positions of the exact inner-product top-k, in blocks so 1M rows fit in memory."""
-    best_s = np.full((len(queries), 0), -np.inf, np.float32)
-    best_p = np.zeros((len(queries), 0), np.int64)
+    top = RunningTopK(queries, k)
     for start in range(0, len(vectors), 262_144):
-        block = vectors[start : start + 262_144]
-        sims = queries @ block.T
-        kk = min(k, block.shape[0])
-        part = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
-        best_s = np.concatenate([best_s, np.take_along_axis(sims, part, 1)], axis=1)
-        best_p = np.concatenate([best_p, part + start], axis=1)
-        keep = np.argsort(-best_s, axis=1)[:, :k]
-        best_s = np.take_along_axis(best_s, keep, 1)
-        best_p = np.take_along_axis(best_p, keep, 1)
-    return best_p
+        top.add(vectors[start : start + 262_144])
+    return top.positions
 
 
 def neighbour_recall(found: np.ndarray, truth: np.ndarray) -> float:
@@ -67,7 +83,9 @@ def apply_params(index, params: dict) -> None:
     if "k_factor" in params and hasattr(index, "k_factor"):
         index.k_factor = float(params["k_factor"])
     if "nprobe" in params:
-        faiss.extract_index_ivf(index).nprobe = int(params["nprobe"])
+        # the disk index (search/bigindex.py) is not a FAISS index: it holds its own knobs
+        holder = faiss.extract_index_ivf(index) if isinstance(index, faiss.Index) else index
+        holder.nprobe = int(params["nprobe"])
     if "efSearch" in params:
         base = faiss.downcast_index(index.base_index if hasattr(index, "base_index") else index)
         base.hnsw.efSearch = int(params["efSearch"])
@@ -83,13 +101,23 @@ def tune(
     if plan.kind == "flat":
         return {}, 1.0, 0
     queries = sample_queries(vectors, n_queries)
-    k = min(10, len(vectors))
-    truth = exact_topk(vectors, queries, k)
+    return tune_on(
+        index, plan, queries, exact_topk(vectors, queries, min(10, len(vectors))), target
+    )
+
+
+def tune_on(
+    index, plan: IndexPlan, queries: np.ndarray, truth: np.ndarray, target: float
+) -> tuple[dict, float, int]:
+    """``tune`` with the queries and their exact top-k given (a disk index computes them
+    while it streams the vectors, which it never holds all at once)."""
+    k = truth.shape[1]
     if plan.kind == "hnsw":
         grid = [{"efSearch": ef} for ef in EFS]
     else:
         nprobes = [p for p in NPROBES if p <= plan.nlist] or [plan.nlist]
-        refine = [{"k_factor": kf} for kf in K_FACTORS] if "Refine" in plan.factory else [{}]
+        refined = "Refine" in plan.factory or plan.kind == "ivfpq-disk"
+        refine = [{"k_factor": kf} for kf in K_FACTORS] if refined else [{}]
         grid = [{"nprobe": p, **r} for p in nprobes for r in refine]
     best: tuple[dict, float] = ({}, -1.0)
     half = len(queries) // 2

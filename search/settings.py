@@ -21,6 +21,7 @@ from .location import is_uri, locate
 MEMORY_BUDGET_MB = 4096.0
 FLAT_MAX_ROWS = 50_000
 TARGET_RECALL = 0.95
+BIG_INDEX_ROWS = 500_000  # from here on the index lives on disk (search/bigindex.py)
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 URL_MAX_MB = 20.0  # an image query given by URL: largest download...
 URL_TIMEOUT = 15.0  # ...and seconds for all of it
@@ -50,10 +51,11 @@ class Settings:
     text_tower: bool = True  # PIXFIND_TEXT_TOWER=0: text queries load the full model
     runtime: str = "auto"  # PIXFIND_RUNTIME: auto | torch | onnx (search/onnxrt.py)
     precision: str = "auto"  # PIXFIND_PRECISION: auto | fp32 | int8 (search/quantize.py)
-    index_kind: str = "auto"  # PIXFIND_INDEX_KIND: auto | flat | ivfpq | hnsw
+    index_kind: str = "auto"  # PIXFIND_INDEX_KIND: auto | flat | ivfpq | hnsw | ivfpq-disk
     index_memory_mb: float = MEMORY_BUDGET_MB  # PIXFIND_INDEX_MEMORY_MB
     flat_max_rows: int = FLAT_MAX_ROWS  # PIXFIND_FLAT_MAX_ROWS
     target_recall: float = TARGET_RECALL  # PIXFIND_TARGET_RECALL
+    big_index_rows: int = BIG_INDEX_ROWS  # PIXFIND_BIG_INDEX_ROWS
     token: str | None = None  # PIXFIND_TOKEN: bearer token of the HTTP API
     device: str = "auto"  # PIXFIND_DEVICE: the server's device
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES  # PIXFIND_MAX_UPLOAD_BYTES
@@ -80,6 +82,7 @@ class Settings:
             index_memory_mb=_number(env, "PIXFIND_INDEX_MEMORY_MB", MEMORY_BUDGET_MB),
             flat_max_rows=int(_number(env, "PIXFIND_FLAT_MAX_ROWS", FLAT_MAX_ROWS)),
             target_recall=_number(env, "PIXFIND_TARGET_RECALL", TARGET_RECALL),
+            big_index_rows=int(_number(env, "PIXFIND_BIG_INDEX_ROWS", BIG_INDEX_ROWS)),
             token=env.get("PIXFIND_TOKEN") or None,
             device=env.get("PIXFIND_DEVICE", "auto"),
             max_upload_bytes=int(

@@ -196,11 +196,42 @@ def write(
         return  # the table moved on while the index was built: no snapshot this time
     captioned = int(pc.sum(records["has_caption"]).as_py() or 0) if records.num_rows else 0
     layout = save_columns(directory / RECORDS, record_columns(records))
+    _write_meta(directory, manifest, records.num_rows, captioned, identity, dim, recipe, layout)
+
+
+def write_streamed(
+    directory: Path,
+    home: Path,
+    written,
+    store_version: int,
+    identity: str,
+    dim: int,
+    recipe: dict | None,
+) -> None:
+    """``write`` for records already written by a RecordsWriter (search/cold/records.py):
+    links them into ``directory`` and writes the snapshot's meta, when the table is still at
+    that version."""
+    manifest = newest_manifest(home) or manifest_of(home, store_version)
+    if manifest is None or manifest["version"] != store_version or written.rows == 0:
+        return
+    written.close()
+    try:
+        os.link(written.path, directory / RECORDS)
+    except OSError:  # another file system (the cache folder of a read-only index)
+        import shutil
+
+        shutil.copyfile(written.path, directory / RECORDS)
+    _write_meta(
+        directory, manifest, written.rows, written.captioned, identity, dim, recipe, written.layout
+    )
+
+
+def _write_meta(directory, manifest, rows, captioned, identity, dim, recipe, layout) -> None:
     meta = {
         "format": SNAPSHOT_FORMAT,
-        "store_version": store_version,
+        "store_version": manifest["version"],
         "manifest": manifest,
-        "rows": records.num_rows,
+        "rows": rows,
         "records": layout,
         "captioned_rows": captioned,
         "identity": identity,

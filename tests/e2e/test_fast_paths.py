@@ -130,13 +130,19 @@ def clustered(n: int, dim: int, clusters: int, seed: int = 0) -> np.ndarray:
 
 def test_index_choice_by_size_and_budget():
     assert choose_index(10_000, 512, 4096, 50_000).kind == "flat"
-    big = choose_index(1_000_000, 512, 4096, 50_000)
+    big = choose_index(1_000_000, 512, 4096, 50_000, kind="ivfpq")
     assert big.kind == "ivfpq" and "SQfp16" in big.factory and big.nlist == 1024
     assert big.estimated_bytes / 1_000_000 <= 1200  # <= 1.2 KB per 512-d vector
-    tight = choose_index(1_000_000, 512, 700, 50_000)  # fp16 copies don't fit: 8-bit ones
+    tight = choose_index(1_000_000, 512, 700, 50_000, kind="ivfpq")  # 8-bit copies
     assert "SQ8" in tight.factory and tight.estimated_bytes <= 700 * 2**20
-    tiny = choose_index(1_000_000, 512, 100, 50_000)  # PQ codes only
+    tiny = choose_index(1_000_000, 512, 100, 50_000, kind="ivfpq")  # PQ codes only
     assert "Refine" not in tiny.factory
+    # from big_rows on, or when the float32 vectors exceed the budget: the index on disk
+    disk = choose_index(1_000_000, 512, 4096, 50_000)
+    assert disk.kind == "ivfpq-disk" and disk.estimated_bytes / 1_000_000 <= 80
+    assert choose_index(200_000, 512, 300, 50_000).kind == "ivfpq-disk"  # 400 MB > 300 MB
+    assert choose_index(200_000, 512, 4096, 50_000).kind == "ivfpq"
+    assert choose_index(200_000, 512, 4096, 50_000, big_rows=100_000).kind == "ivfpq-disk"
     # above the threshold an ANN index even when exact would fit the budget
     assert choose_index(20_000, 512, 4096, 10_000).kind == "ivfpq"
     assert choose_index(500, 512, 4096, 10).kind == "flat"
