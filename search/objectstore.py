@@ -25,8 +25,6 @@ from .location import IndexLocation
 
 DERIVED = "derived"
 DERIVED_META = "derived.json"
-# vectors.f16: the disk index's re-rank vectors (search/bigindex.py), where it is that kind
-FILES = ("index.faiss", "ids.npy", "infos.json", "snapshot.json", "records.arrow", "vectors.f16")
 
 # Lance's storage option names (and their aliases) -> boto3 client arguments
 _BOTO = {
@@ -76,11 +74,13 @@ def push(location: IndexLocation, directory: Path) -> bool:
     if _shared_meta(client, location, meta):
         return True  # already there (a run that changed nothing)
     sent = []
-    for name in FILES:
-        if (directory / name).is_file():
-            bucket, key = location.bucket_key(DERIVED, name)
-            client.upload_file(str(directory / name), bucket, key)
-            sent.append(name)
+    # every file of the saved index (FAISS files, the query snapshot's records and keyword
+    # index, a disk index's vectors.f16): a fixed list went stale when those files changed
+    for path in sorted(directory.iterdir()):
+        if path.is_file():
+            bucket, key = location.bucket_key(DERIVED, path.name)
+            client.upload_file(str(path), bucket, key)
+            sent.append(path.name)
     meta["files"] = sent
     bucket, key = location.bucket_key(DERIVED, DERIVED_META)
     client.put_object(Bucket=bucket, Key=key, Body=json.dumps(meta).encode())
