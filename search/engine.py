@@ -30,8 +30,7 @@ from .ranking import (
     fused_candidates,
     image_candidates,
     make_hits,
-    search_dropping,
-    search_positions,
+    nearest,
     top_candidates,
 )
 from .remote import is_url
@@ -386,13 +385,7 @@ class Searcher:
         # Images scored by FAISS alone: everything allowed, minus the captioned ones when
         # fusing (those are scored exactly below, image and caption together).
         drop = np.union1d(excluded, cap.ids) if fused else excluded
-        if allowed is None and len(drop) <= len(index) // 2:
-            scores, ids, pos = search_dropping(index, query, k, drop)
-        else:
-            keep = np.ones(len(index.ids), bool) if allowed is None else np.isin(index.ids, allowed)
-            if len(drop):
-                keep &= ~np.isin(index.ids, drop)
-            scores, ids, pos = search_positions(index, query, k, np.flatnonzero(keep))
+        scores, ids, pos = nearest(index, query, k, allowed, drop)
         positions = dict(zip(ids.tolist(), pos.tolist(), strict=True))
         candidates: list[Candidate] = image_candidates(scores, ids)
         if fused:

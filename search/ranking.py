@@ -123,15 +123,32 @@ def search_dropping(
         want = min(len(index), want * 4)
 
 
+def nearest(
+    index: VectorIndex, query: np.ndarray, k: int, allowed: np.ndarray | None, drop: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-k (scores, ids, positions) among the ``allowed`` ids (None: every row) but those
+    in ``drop``: over-fetch and filter while few are dropped, else search the kept rows."""
+    if allowed is None and len(drop) <= len(index) // 2:
+        return search_dropping(index, query, k, drop)
+    keep = np.ones(len(index.ids), bool) if allowed is None else np.isin(index.ids, allowed)
+    if len(drop):
+        keep &= ~np.isin(index.ids, drop)
+    return search_positions(index, query, k, np.flatnonzero(keep))
+
+
 def search_positions(
     index: VectorIndex, query: np.ndarray, k: int, positions: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top-k (scores, ids, positions) among the given FAISS positions only (exact for flat
     indexes)."""
-    import faiss
-
     if not len(positions):
         return np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    # the cold path's numpy Flat index (search/cold/lite.py) scores its subset itself
+    search_among = getattr(index, "search_among", None)
+    if search_among is not None:
+        return search_among(query, k, positions)
+    import faiss
+
     kk = min(k, len(positions))
     # the disk index (search/bigindex.py) scores a small subset exactly from its fp16 file
     if len(positions) <= getattr(index.faiss_index, "exact_subset_max", 0):

@@ -10,9 +10,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from ..ranking import image_candidates, make_hits, search_dropping, search_positions, top_candidates
+from ..ranking import image_candidates, make_hits, nearest, top_candidates
 from ..types import Hit
-from .lite import LiteFlatIndex
 
 
 class Declined(Exception):
@@ -53,17 +52,7 @@ class SnapshotSearcher:
         index = self.index
         query = np.asarray(vector, np.float32).reshape(-1)
         excluded = np.array(sorted({int(i) for i in exclude}), np.int64)
-        if only is None and len(excluded) <= len(index) // 2:
-            scores, ids, pos = search_dropping(index, query, k, excluded)
-        else:
-            keep = np.ones(len(index.ids), bool) if only is None else np.isin(index.ids, only)
-            if len(excluded):
-                keep &= ~np.isin(index.ids, excluded)
-            among = np.flatnonzero(keep)
-            if isinstance(index, LiteFlatIndex):
-                scores, ids, pos = index.search_among(query, k, among)
-            else:
-                scores, ids, pos = search_positions(index, query, k, among)
+        scores, ids, pos = nearest(index, query, k, only, excluded)
         positions = dict(zip(ids.tolist(), pos.tolist(), strict=True))
         candidates = top_candidates(image_candidates(scores, ids), k, min_score)
         found = self.records.at([positions[c.id] for c in candidates])

@@ -10,14 +10,7 @@ from pixfind.search.cold.nptower import NumpyTextTower
 from pixfind.search.cold.texttower import PlainTextTower, make_recipe
 from pixfind.search.models import get_open_clip
 
-TEXTS = [
-    "a dog",
-    "Two BLUE squares on a white background, seen from far above!",
-    "x",
-    "",
-    "caf\u00e9 &amp; cr\u00e8me br\u00fbl\u00e9e \U0001f600",
-    " ".join(["very long query"] * 40),  # longer than the context: truncated, ends in EOT
-]
+from tests.unit.test_texttower import TEXTS  # the same edge cases as the torch tower's
 
 
 def _recipe(tmp_path, quick_gelu: bool, half: bool = False) -> dict:
