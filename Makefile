@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.pixfind-installed
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -e '.[dev,ray]'
+	$(PY) -m pip install -e '.[torch,dev,ray]'
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -23,7 +23,7 @@ from typing import Annotated
 import typer
 from pixfind.api import commands as api_commands
 from pixfind.indexer import commands as indexer_commands
-from pixfind.search import dupcommand
+from pixfind.search import dupcommand, modelcommand
 from pixfind.search.cli_common import (
     AfterOpt,
     BeforeOpt,
@@ -89,7 +89,17 @@ class App(TyperGroup):
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]")
             raise typer.Exit(130) from None
+        except ImportError as exc:  # the light install: torch and open_clip are an extra
+            if (exc.name or "").split(".")[0] not in TORCH_PACKAGES:
+                raise
+            err.print(
+                f"[bold red]error:[/] this needs {exc.name}, which this install lacks: "
+                "pip install 'pixfind\\[torch]' (README 'Install variants')"
+            )
+            raise typer.Exit(1) from None
 
+
+TORCH_PACKAGES = ("torch", "torchvision", "open_clip")
 
 app = typer.Typer(
     name="pixfind",
@@ -104,6 +114,7 @@ app.add_typer(indexer_commands.app)  # index (indexer/commands.py)
 app.add_typer(train_commands.app)  # demo-data, train, eval, demo (train/commands.py)
 app.add_typer(api_commands.app)  # serve (api/commands.py)
 app.add_typer(dupcommand.app)  # duplicates (search/dupcommand.py)
+app.add_typer(modelcommand.app)  # models, models export (search/modelcommand.py)
 api_commands.plug_watcher(indexer_commands.watch_beside_server)  # serve --watch
 
 
@@ -122,8 +133,9 @@ def main_options(
         list[str] | None,
         typer.Option(
             "--storage-option",
-            help="KEY=VALUE for an index on object storage (repeatable; e.g. region=eu-west-1, "
-            "endpoint=http://..., allow_http=true). Also $PIXFIND_STORAGE_OPTIONS.",
+            help="KEY=VALUE for an index or photos on object storage (repeatable; e.g. "
+            "region=eu-west-1, endpoint=http://..., allow_http=true). Also "
+            "$PIXFIND_STORAGE_OPTIONS.",
             metavar="KEY=VALUE",
         ),
     ] = None,
@@ -352,26 +364,6 @@ def doctor_cmd(
         out.print(f"{home()}: ok (table version {up.latest})")
     if up.problems:
         raise typer.Exit(1)
-
-
-@app.command("models")
-def models_cmd(
-    all_models: Annotated[
-        bool, typer.Option("--all", help="Also list architectures without pretrained tags.")
-    ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
-) -> None:
-    """List open_clip models and their pretrained tags (any of them works with --model)."""
-    from pixfind.search.models import DEFAULT_SPEC, list_models
-
-    rows = [(n, tags) for n, tags in list_models() if tags or all_models]
-    if as_json:
-        out.print_json(data={name: tags for name, tags in rows})
-        return
-    out.print(f"default: --model {DEFAULT_SPEC.model} --pretrained {DEFAULT_SPEC.pretrained}")
-    out.print("also: --model DIR (a directory written by `pixfind train`), --pretrained FILE")
-    for name, tags in rows:
-        out.print(f"[bold]{name}[/]  {', '.join(tags) if tags else '[dim](no tags)[/]'}")
 
 
 def main() -> None:

@@ -28,6 +28,8 @@ from pixfind.search.images import (
     decode_bytes,
 )
 from pixfind.search.index import VectorIndex
+from pixfind.search.location import is_uri
+from pixfind.search.photobucket import ObjectStat, read_object, stat_object
 from pixfind.search.query import Query
 from pixfind.search.raw import raw_kind
 from pixfind.search.status import IndexStatus, index_status
@@ -150,6 +152,8 @@ class Service:
         checked through that descriptor (regular file, same size and mtime, same content hash),
         so a file swapped for a symlink or edited since indexing is never served."""
         rec = self.record(image_id)
+        if is_uri(rec.path):
+            return rec, _read_object(image_id, rec), media_type(rec.path)
         try:
             fd = os.open(rec.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         except OSError as exc:
@@ -216,11 +220,29 @@ def _why(exc: OSError) -> str:
     return f"its file can't be opened ({exc.strerror or exc})"
 
 
-def _same_file(st: os.stat_result, rec: ImageRecord) -> bool:
+def _same_file(st: os.stat_result | ObjectStat, rec: ImageRecord) -> bool:
     return st.st_size == rec.size and abs(st.st_mtime - rec.mtime) < 1e-6
 
 
+def _read_object(image_id: int, rec: ImageRecord) -> bytes:
+    """An indexed photo on s3:// (search/photobucket.py): one GET, served only if it is
+    still exactly what was indexed (size, Last-Modified, content hash)."""
+    try:
+        data, st = read_object(rec.path)
+    except DecodeError as exc:
+        raise FileGone(
+            f"image {image_id} is in the index but its object can't be read ({exc}); run "
+            "`pixfind index` again to bring the index up to date"
+        ) from exc
+    if not _same_file(st, rec) or content_hash(data) != rec.content_hash:
+        raise FileGone(f"image {image_id} changed in its bucket since it was indexed")
+    return data
+
+
 def _same_on_disk(rec: ImageRecord) -> bool:
+    if is_uri(rec.path):
+        st = stat_object(rec.path)
+        return st is not None and _same_file(st, rec)
     try:
         st = os.stat(rec.path)
     except OSError:

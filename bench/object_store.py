@@ -1,13 +1,15 @@
-"""An index on s3:// (moto's S3 server on loopback) vs a folder, same photos, same run, each
-command through the CLI in its own process (process start and imports count):
+"""An index on s3:// (moto's S3 server on loopback) vs a folder, and photos read from an
+s3:// prefix into a folder index, same photos, same run, each command through the CLI in
+its own process (process start and imports count):
 
     python bench/object_store.py --n 200
 
 Rows: a first index, a re-index with nothing to do, a text search (median of --queries),
-`status`. The ratios are s3:// over the folder. Moto on loopback has no network latency and
-its own Python overhead per request, so this measures pixfind's extra work on object storage
-(the LanceDB round trips, the lease, the derived files' copies, no cold query path), not a
-real bucket's latency, which adds tens of milliseconds per request on top.
+`status`. The ratios are each s3:// column over the folder's. Moto on loopback has no
+network latency and its own Python overhead per request, so this measures pixfind's extra
+work on object storage (the LanceDB round trips, the lease, the derived files' copies, no
+cold query path; a GET per photo), not a real bucket's latency, which adds tens of
+milliseconds per request on top.
 """
 
 from __future__ import annotations
@@ -84,12 +86,18 @@ def main() -> None:
         aws_secret_access_key="bench",
     )
     client.create_bucket(Bucket="bench")
+    for src in sources:
+        client.put_object(Bucket="bench", Key=f"photos/{src.name}", Body=src.read_bytes())
     rows: dict[str, list[float]] = {}
     try:
-        for index in (str(work / "local-index"), "s3://bench/idx"):
+        for index, photos in (
+            (str(work / "local-index"), str(folder)),
+            ("s3://bench/idx", str(folder)),
+            (str(work / "s3-photos-index"), "s3://bench/photos"),
+        ):
             times = [
-                run(index, env, "index", str(folder), *MODEL),
-                run(index, env, "index", str(folder), *MODEL),
+                run(index, env, "index", photos, *MODEL),
+                run(index, env, "index", photos, *MODEL),
             ]
             searches = [run(index, env, "search", q, "-k", "10") for q in QUERIES[: args.queries]]
             times += [statistics.median(searches), run(index, env, "status")]
@@ -97,12 +105,15 @@ def main() -> None:
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
-    local, remote = rows.values()
+    local, remote, photos_s3 = rows.values()
     print(f"{args.n} photos, pixfind-tiny; load average {os.getloadavg()[0]:.1f}")
-    print(f"{'command':<26} {'folder':>8} {'s3 (moto)':>10} {'ratio':>6}")
+    head = (
+        f"{'command':<26} {'folder':>8} {'index s3':>9} {'ratio':>6} {'photos s3':>10} {'ratio':>6}"
+    )
+    print(head)
     names = ["index (first)", "index (nothing to do)", "search (median)", "status"]
-    for name, a, b in zip(names, local, remote, strict=True):
-        print(f"{name:<26} {a:>7.2f}s {b:>9.2f}s {b / a:>5.2f}x")
+    for name, a, b, c in zip(names, local, remote, photos_s3, strict=True):
+        print(f"{name:<26} {a:>7.2f}s {b:>8.2f}s {b / a:>5.2f}x {c:>9.2f}s {c / a:>5.2f}x")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
 Variants: torch eager fp32 (the baseline), torch with bf16 autocast (AVX-512 BF16 / AMX),
 ONNX Runtime fp32 without and with graph optimizations, and ONNX Runtime with int8 dynamic
-quantization of the MatMuls (VNNI; pixfind's int8 tower, search/quantize.py); each at the
-thread counts and batch sizes asked for.
+quantization of the MatMuls (VNNI; pixfind's int8 tower, search/quantize.py); with
+``--extra``: torch channels-last, ``torch.compile`` (inductor), and OpenVINO on the same
+ONNX file in f32 and bf16 (``pip install openvino``; skipped with a line where it is
+missing); each at the thread counts and batch sizes asked for.
 Speed: images per second of preprocessed 224 px photos (the model alone, no decoding).
 Rankings: bf16 and int8 change numbers, so each variant's effect is measured as the top-10
 overlap of text-to-image rankings against torch fp32 on the same photos (queries: captions
@@ -62,7 +64,7 @@ def ort_session(path: Path, threads: int, optimize: bool):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def variants(encoder, visual: Path, folder: Path, threads: int) -> dict:
+def variants(encoder, visual: Path, folder: Path, threads: int, extra: set[str]) -> dict:
     """name -> fn(pixels float32 tensor) -> unnormalised numpy features."""
     import torch
     from pixfind.search.quantize import quantize
@@ -89,6 +91,47 @@ def variants(encoder, visual: Path, folder: Path, threads: int) -> dict:
     out = {"torch eager fp32": torch_fp32, "torch bf16 autocast": torch_bf16}
     for name, session in sessions.items():
         out[name] = lambda x, s=session: s.run(None, {"pixels": x.numpy()})[0]
+    out.update(extra_variants(model, visual, threads, extra))
+    return out
+
+
+def extra_variants(model, visual: Path, threads: int, extra: set[str]) -> dict:
+    """torch channels-last and torch.compile, OpenVINO f32 / bf16 (where installed)."""
+    import copy
+
+    import torch
+
+    out = {}
+    if "channels-last" in extra:
+        last = copy.deepcopy(model).to(memory_format=torch.channels_last)
+
+        def channels_last(x):
+            with torch.inference_mode():
+                return last.encode_image(x.contiguous(memory_format=torch.channels_last)).numpy()
+
+        out["torch channels-last fp32"] = channels_last
+    if "compile" in extra:
+        compiled = torch.compile(copy.deepcopy(model).encode_image, dynamic=True)
+
+        def torch_compiled(x):
+            with torch.inference_mode():
+                return compiled(x).numpy()
+
+        start = time.perf_counter()
+        torch_compiled(torch.zeros(2, 3, 224, 224))  # the compile itself, not timed below
+        print(f"torch.compile (inductor): compiled in {time.perf_counter() - start:.1f} s")
+        out["torch.compile fp32 (inductor)"] = torch_compiled
+    if "openvino" in extra:
+        try:
+            import openvino as ov
+        except ImportError:
+            print("OpenVINO rows skipped: pip install openvino")
+            return out
+        core = ov.Core()
+        for hint in ("f32", "bf16"):
+            config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": hint}
+            compiled_model = core.compile_model(str(visual), "CPU", config)
+            out[f"openvino {hint}"] = lambda x, m=compiled_model: m(x.numpy())[0]
     return out
 
 
@@ -117,7 +160,13 @@ def main() -> None:
     ap.add_argument("--batches", default="1,8,32", help="comma-separated batch sizes")
     ap.add_argument("--seconds", type=float, default=6.0, help="per speed measurement")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
+    ap.add_argument(
+        "--extra",
+        default="",
+        help="comma-separated extra variants: channels-last, compile, openvino",
+    )
     args = ap.parse_args()
+    extra = set(filter(None, args.extra.split(",")))
 
     import torch
     from pixfind.search import onnxexport
@@ -146,7 +195,7 @@ def main() -> None:
     report: dict[tuple[str, int], dict] = {}
     for n_threads in threads:
         torch.set_num_threads(n_threads)
-        fns = variants(encoder, towers.directory / "visual.onnx", folder, n_threads)
+        fns = variants(encoder, towers.directory / "visual.onnx", folder, n_threads, extra)
         reference = None
         for name, fn in fns.items():
             vectors = np.concatenate([fn(pixels[i : i + 32]) for i in range(0, len(pixels), 32)])

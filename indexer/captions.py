@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pixfind.search.captions import CAPTIONS_FILE, CaptionError, read_jsonl_pairs, sidecar_captions
+from pixfind.search.location import is_uri
 
 MAX_CAPTIONS = 8  # per image: the best one counts at search time, more only cost embedding
 MAX_CAPTION_CHARS = 500
@@ -50,7 +51,10 @@ class CaptionFinder:
             folder = parent
 
     def external(self, path: str) -> list[str]:
-        """Captions from sidecars and captions.jsonl files for one image."""
+        """Captions from sidecars and captions.jsonl files for one image (none for an object
+        on s3://: only the captions in its own metadata)."""
+        if is_uri(path):
+            return []
         try:
             found = list(sidecar_captions(Path(path)))
         except (OSError, ValueError):

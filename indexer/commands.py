@@ -23,6 +23,7 @@ from pixfind.search.cli_common import (
 from pixfind.search.errors import PixfindError
 from pixfind.search.location import is_uri, shown
 from pixfind.search.models import requested_spec
+from pixfind.search.photobucket import normalise
 from pixfind.search.settings import passive_omp_threads
 from pixfind.search.types import printable_path
 from rich.markup import escape
@@ -96,7 +97,9 @@ def parse_actors(text: str) -> tuple[int, int]:
 @app.command("index")
 def index_cmd(
     # str, not Path: Path("s3://b/x") would become "s3:/b/x" before it could be recognised
-    paths: Annotated[list[str], typer.Argument(help="Folders (or files) to index.")],
+    paths: Annotated[
+        list[str], typer.Argument(help="Folders (or files) to index, or s3://BUCKET/PREFIX.")
+    ],
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
     device: DeviceOpt = "auto",
@@ -153,11 +156,7 @@ def index_cmd(
 
     choose_precision(precision, "onnx")  # an unknown value: one line, before any work
 
-    if remote := [p for p in paths if is_uri(p)]:
-        raise PixfindError(
-            f"{remote[0]}: photos are read from local paths (mount or copy them); the index "
-            "itself may be on object storage (--index s3://...)"
-        )
+    paths = [normalise(p) if is_uri(p) else p for p in paths]  # gs://, az://: one line
     cluster = ClusterOptions(ray_address, parse_actors(actors), gpus_per_actor, commit_every)
     options = IndexOptions(
         roots=list(paths),
@@ -250,7 +249,8 @@ def _print_report(report, prefix: str = "") -> None:
 
 @app.command("watch")
 def watch_cmd(
-    paths: Annotated[list[Path], typer.Argument(help="Folders to watch and keep indexed.")],
+    # str, not Path: an s3:// URI is refused by name (Path would make it "s3:/...")
+    paths: Annotated[list[str], typer.Argument(help="Folders to watch and keep indexed.")],
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
     device: DeviceOpt = "auto",
@@ -288,9 +288,14 @@ def watch_cmd(
     from pixfind.indexer import IndexOptions
     from pixfind.indexer.watch import Watcher, WatchSettings, open_encoder
 
+    if remote := [p for p in paths if is_uri(p)]:
+        raise PixfindError(
+            f"{remote[0]}: watch takes folders; photos on object storage are brought up to "
+            "date by running `pixfind index` on their prefix again"
+        )
     home = index_home()
     options = IndexOptions(
-        roots=[str(p) for p in paths],
+        roots=list(paths),
         exclude=exclude or [],
         include_hidden=hidden,
         batch_size=batch_size,
@@ -332,7 +337,6 @@ def watch_beside_server(paths, home: Path, encoder, on_change, on_note):
 
     from pixfind.indexer import IndexOptions
     from pixfind.indexer.watch import Watcher, changed
-    from pixfind.search.errors import PixfindError
 
     # decoding in the thread: no worker processes forked from the threaded server
     options = IndexOptions(roots=[str(p) for p in paths], workers=0)

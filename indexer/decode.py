@@ -1,19 +1,24 @@
-"""Decode stage: image files -> model-ready tensors plus what the index stores about each file.
+"""Decode stage: image files -> model-ready pixels plus what the index stores about each file.
 
-Runs in worker processes (torch's DataLoader) or in-process; every function here is usable on
-its own, so decoding can also run in remote workers that never see the store."""
+Runs in worker processes (a process pool, batch by batch, in order) or in-process; every
+function here is usable on its own, so decoding can also run in remote workers that never
+see the store. Pixels are float32 numpy arrays: no torch is needed to decode (an ONNX model
+folder indexes without torch installed)."""
 
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import signal
+import sys
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from pixfind.search.images import DEFAULT_MAX_MEGAPIXELS, DecodeError, decode_bytes, read_stable
+import numpy as np
+from pixfind.search.images import DEFAULT_MAX_MEGAPIXELS, DecodeError, decode_bytes, read_photo
 from pixfind.search.metadata import ImageMeta
 from pixfind.search.phash import Hashes, image_hashes
 from pixfind.search.raw import raw_kind
@@ -22,10 +27,8 @@ from pixfind.search.types import FileStat, OcrText
 from .captions import CaptionFinder, merge_captions
 from .ocr import OcrReader
 
-if TYPE_CHECKING:
-    import torch
-
-Preprocess = Callable[..., "torch.Tensor"]  # PIL image -> (3, H, W) tensor (open_clip's)
+# PIL image -> (3, H, W) pixels: open_clip's transform (a tensor) or search/preprocess.py's
+Preprocess = Callable[..., "np.ndarray"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ class ImageFacts:
 @dataclass(frozen=True)
 class DecodedImage:
     facts: ImageFacts
-    pixels: torch.Tensor  # preprocessed for the encoder
+    pixels: np.ndarray  # (3, H, W) float32, preprocessed for the encoder
 
 
 @dataclass(frozen=True)
@@ -81,10 +84,11 @@ def decode_one(
     ``captions`` None reads no captions at all, not even those embedded in the image;
     ``ocr`` None reads no text inside it."""
     try:
-        data, st = read_stable(stat.path)
+        data, st = read_photo(stat.path)
         raw = raw_kind(stat.path)
         decoded = decode_bytes(data, draft_size, max_megapixels, raw)
         pixels = preprocess(decoded.image)
+        pixels = None if pixels is None else np.asarray(pixels, np.float32)
     except DecodeError as exc:
         return Skipped(stat.path, str(exc))
     except Exception as exc:  # a hostile file must never stop the run
@@ -120,7 +124,7 @@ class OcrRead:
 
 def ocr_one(stat: FileStat, reader: OcrReader) -> OcrRead | Skipped:
     try:
-        data, _ = read_stable(stat.path)
+        data, _ = read_photo(stat.path)
     except DecodeError as exc:
         return Skipped(stat.path, str(exc))
     return OcrRead(stat.path, reader.read(data, raw_kind(stat.path)))
@@ -147,23 +151,23 @@ def decode_batch(
     )
 
 
-class _Mapped:
-    """Map-style dataset for torch's DataLoader: ``fn`` (decoding, OCR) runs in its workers."""
-
-    def __init__(self, stats: Sequence[FileStat], fn: Callable):
-        self.stats, self.fn = stats, fn
-
-    def __len__(self) -> int:
-        return len(self.stats)
-
-    def __getitem__(self, i: int):
-        return self.fn(self.stats[i])
+_job: tuple[Callable, Callable] | None = None  # a worker's (fn, collate), set at its start
 
 
-def _worker_init(_: int) -> None:
+def _worker_init(fn: Callable, collate: Callable) -> None:
     # Ctrl-C reaches every process of the terminal's group: decoding workers ignore it so
     # the main process can finish and commit the batch in flight, then stop them itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch = sys.modules.get("torch")  # open_clip's transform: one thread, as DataLoader's
+    if torch is not None:  # workers (a forked OpenMP pool must not be used)
+        torch.set_num_threads(1)
+    global _job
+    _job = (fn, collate)
+
+
+def _work(stats: Sequence[FileStat]):
+    fn, collate = _job
+    return collate([fn(stat) for stat in stats])
 
 
 def decode_batches(
@@ -214,21 +218,27 @@ def _mapped_batches(stats, fn, collate, batch_size: int, workers: int) -> Iterat
         for start in range(0, len(stats), batch_size):
             yield collate([fn(stat) for stat in stats[start : start + batch_size]])
         return
-    import torch
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
     # Workers only decode; they never touch LanceDB, whose fork warning doesn't apply to them.
     warnings.filterwarnings("ignore", message="lancedb fork support", category=RuntimeWarning)
     warnings.filterwarnings("ignore", message="lance is not fork-safe", category=UserWarning)
-    loader = torch.utils.data.DataLoader(
-        _Mapped(stats, fn),
-        batch_size=batch_size,
-        num_workers=workers,
-        collate_fn=collate,
-        prefetch_factor=2,
-        persistent_workers=False,
-        worker_init_fn=_worker_init,
-    )
-    yield from loader
+    methods = multiprocessing.get_all_start_methods()
+    # forked workers inherit ``fn`` (its caption finder, OCR reader) without pickling it
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    chunks = iter(stats[start : start + batch_size] for start in range(0, len(stats), batch_size))
+    pool = ProcessPoolExecutor(workers, context, initializer=_worker_init, initargs=(fn, collate))
+    try:
+        ahead = deque(pool.submit(_work, c) for c in itertools.islice(chunks, 2 * workers))
+        while ahead:  # two batches per worker decoded ahead, handed on in order
+            done = ahead.popleft().result()
+            chunk = next(chunks, None)
+            if chunk is not None:
+                ahead.append(pool.submit(_work, chunk))
+            yield done
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def default_workers(todo: int, batch_size: int) -> int:

@@ -49,9 +49,7 @@ def embed_batch(
     vectors = np.zeros((len(images), encoder.dim), np.float32)
     fresh = [i for i, im in enumerate(images) if im.facts.content_hash not in reuse]
     if fresh:
-        import torch
-
-        batch = torch.stack([images[i].pixels for i in fresh])
+        batch = np.stack([np.asarray(images[i].pixels, np.float32) for i in fresh])
         encoder.onnx_towers(batch)  # the first batch exports the ONNX towers, checked on it
         vectors[fresh] = encoder.encode_image_tensors(batch)
     # every caption of the batch in one text-tower call

@@ -17,6 +17,7 @@ from pixfind.search.encoder import Encoder, load_encoder, text_recipe
 from pixfind.search.errors import DamagedIndex
 from pixfind.search.index import INDEX_DIR
 from pixfind.search.location import shown
+from pixfind.search.onnxmodel import exported_encoder
 from pixfind.search.store import Store
 from pixfind.search.types import EncoderSpec, FileStat
 
@@ -84,7 +85,7 @@ def update_index(
     if on_plan:
         on_plan(plan)
     if plan.todo and encoder is None:  # only now: a re-index with nothing new loads no model
-        encoder = load_encoder(spec, device, runtime)
+        encoder = _load(spec, device, runtime)
         store.check_model(encoder.info)
     if plan.todo:  # int8 refused on torch before anything is decoded
         encoder.start_run(options.precision)
@@ -141,7 +142,7 @@ def open_store(
         elif not options.rebuild:
             existing.check_spec(spec)
     if options.rebuild or existing is None:
-        encoder = encoder or load_encoder(spec, device, runtime)
+        encoder = encoder or _load(spec, device, runtime)
         store = Store.create(home, encoder.info, overwrite=options.rebuild)
     else:
         store = existing
@@ -184,7 +185,9 @@ def finish(
     stages.write += time.perf_counter() - writing
     indexing = time.perf_counter()
     # the text tower's recipe reads the weights: only where the model was loaded anyway
-    recipe = text_recipe(encoder.spec) if encoder is not None else None
+    recipe = (
+        None if encoder is None else getattr(encoder, "recipe", None) or text_recipe(encoder.spec)
+    )
     vectors = objectstore.vector_index(store, recipe, share=True)
     stages.index = time.perf_counter() - indexing
     unchanged = known if store.version == version else None
@@ -235,6 +238,12 @@ def _open_existing(home: Path, rebuild: bool, notes: list[str]) -> Store | None:
     (home / "db").rename(aside)
     notes.append(f"the damaged table was moved to {aside} (delete it when you no longer need it)")
     return None
+
+
+def _load(spec: EncoderSpec | None, device: str, runtime: str | None) -> Encoder:
+    """The model's checked ONNX export where it is a model folder (no torch model built),
+    else the open_clip model (which exports on the run's first batch)."""
+    return exported_encoder(spec, device, runtime) or load_encoder(spec, device, runtime)
 
 
 def _decode_batches(

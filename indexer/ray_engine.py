@@ -30,6 +30,7 @@ from pixfind.search import keywords, phash
 from pixfind.search.encoder import Encoder, load_encoder
 from pixfind.search.errors import MissingExtra, PixfindError, backend_errors
 from pixfind.search.location import IndexLocation
+from pixfind.search.photobucket import chosen_options
 from pixfind.search.settings import get_settings
 from pixfind.search.store import Store
 from pixfind.search.types import EncoderSpec
@@ -114,6 +115,7 @@ def run_ray_index(
             captions=options.captions,
             max_megapixels=options.max_megapixels,
             runtime=runtime,
+            photo_options=chosen_options(),
         )
         with _ray_session(cluster.address):
             _run_pool(store, todo, job, options, cluster, report, on_progress, stop)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 from pixfind.search.encoder import load_encoder
 from pixfind.search.images import DEFAULT_MAX_MEGAPIXELS, register_heif
-from pixfind.search.location import IndexLocation, adopt
+from pixfind.search.location import IndexLocation, Options, adopt
+from pixfind.search.photobucket import use_options
 from pixfind.search.store import TABLE, Store
 from pixfind.search.types import EncoderSpec, FileStat
 
@@ -60,6 +61,7 @@ class WorkerJob:
     captions: bool = True
     max_megapixels: float = DEFAULT_MAX_MEGAPIXELS
     runtime: str = "torch"  # auto | torch | onnx: the driver's, resolved from its settings
+    photo_options: Options = ()  # the driver's storage options, for photos on s3://
 
 
 def lance_uri(location: IndexLocation) -> str:
@@ -78,6 +80,7 @@ class EmbedActor:
         import lance
 
         register_heif()
+        use_options(job.photo_options)
         self.job = job
         self.encoder = load_encoder(job.spec, job.device, job.runtime)
         store = Store.open(adopt(job.location))  # on object storage: its URI and options

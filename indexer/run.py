@@ -34,8 +34,9 @@ from typing import TYPE_CHECKING, TypeVar
 from pixfind.search import keywords
 from pixfind.search.errors import backend_errors
 from pixfind.search.images import DEFAULT_MAX_MEGAPIXELS, register_heif
-from pixfind.search.location import shown
+from pixfind.search.location import is_uri, shown
 from pixfind.search.models import spec_identity
+from pixfind.search.photobucket import normalise
 from pixfind.search.types import EncoderSpec
 
 from . import filestate
@@ -285,6 +286,9 @@ def _real_roots(roots: Sequence[str], report: IndexReport) -> tuple[list[str], l
     stored once; returns (real roots, the given ones that differ) and notes each alias."""
     real, given = [], []
     for root in roots:
+        if is_uri(root):  # a prefix on s3:// (search/photobucket.py): no symlinks there
+            real.append(normalise(root))
+            continue
         path = os.path.abspath(os.path.expanduser(os.fspath(root)))
         resolved = os.path.realpath(path)
         real.append(resolved)

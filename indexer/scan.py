@@ -9,6 +9,8 @@ import stat
 from collections.abc import Callable, Iterator, Sequence
 
 from pixfind.search.images import supported_extensions
+from pixfind.search.location import is_uri
+from pixfind.search.photobucket import list_objects, normalise
 from pixfind.search.raw import RAW_EXTENSIONS, RENDERED_EXTENSIONS
 from pixfind.search.types import FileStat
 
@@ -64,6 +66,13 @@ def scan(
     unreadable = on_unreadable or skip
     seen: set[str] = set()
     for root in roots:
+        if is_uri(root):
+            found = _listed(root, exts, exclude, include_hidden, unreadable, on_pair)
+            for stat in found:
+                if stat.path not in seen:
+                    seen.add(stat.path)
+                    yield stat
+            continue
         root = os.path.abspath(os.path.expanduser(os.fspath(root)))
         if os.path.isfile(root):
             found = _stat(root, skip)
@@ -107,6 +116,35 @@ def scan(
                 found = _stat(path, skip)
                 if found:
                     yield found
+
+
+def _listed(
+    root: str,
+    exts: frozenset[str],
+    exclude: Sequence[str],
+    include_hidden: bool,
+    unreadable: Skip,
+    on_pair: Pair | None,
+) -> Iterator[FileStat]:
+    """The image objects under an s3:// prefix (search/photobucket.py), streaming, filtered
+    as a folder's files are: extensions, hidden names below the root, ``exclude``, RAW+JPEG
+    pairs (keys in order: a RAW and its JPEG, same name but the extension, come together)."""
+    root = normalise(root)
+    group: dict[str, FileStat] = {}
+    for uri, mtime, size in list_objects(root, unreadable):
+        at, left_out = root, False
+        for part in uri[len(root) + 1 :].split("/") if uri != root else ():
+            at = f"{at}/{part}"  # each "folder" below the root, then the object itself
+            hidden = not include_hidden and part.startswith(".")
+            left_out = left_out or hidden or _excluded(at, part, exclude)
+        stem, ext = os.path.splitext(uri)
+        if left_out or ext.lower() not in exts:
+            continue
+        if group and os.path.splitext(next(iter(group)))[0] != stem:
+            yield from (group[p] for p in pair_raws(list(group), on_pair))
+            group = {}
+        group[uri] = FileStat(uri, mtime, size)
+    yield from (group[p] for p in pair_raws(list(group), on_pair))
 
 
 def confirmed_gone(path: str, roots: Sequence[str]) -> bool:

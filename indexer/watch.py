@@ -27,6 +27,7 @@ from pathlib import Path
 from pixfind.search.encoder import Encoder, load_encoder
 from pixfind.search.errors import IndexLocked
 from pixfind.search.images import supported_extensions
+from pixfind.search.onnxmodel import exported_encoder
 from pixfind.search.store import Store
 from pixfind.search.types import EncoderSpec
 
@@ -59,7 +60,8 @@ def open_encoder(home: Path, spec: EncoderSpec | None, device: str) -> Encoder:
         spec = Store.open(home).info.spec
     elif spec is not None and Store.exists(home):
         Store.open(home).check_spec(spec)
-    return load_encoder(spec, device, None)  # PIXFIND_RUNTIME (auto: ONNX on a CPU)
+    # PIXFIND_RUNTIME (auto: ONNX on a CPU, a cache export without the torch model)
+    return exported_encoder(spec, device, None) or load_encoder(spec, device, None)
 
 
 class Watcher:

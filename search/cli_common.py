@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from .location import parse_options
+from .photobucket import use_options
 from .settings import get_settings, resolve_home
 
 out = Console(highlight=False, soft_wrap=True)
@@ -33,6 +34,7 @@ _chosen = [ChosenIndex()]
 def choose_index(index: str | None, storage_options: list[str] | None = None) -> None:
     """Called by the app's callback with the global --index and --storage-option."""
     _chosen[0] = ChosenIndex(index, parse_options(storage_options or ()))
+    use_options(_chosen[0].storage_options)  # photos on s3:// are read with them too
 
 
 def index_home(index: str | None = None) -> Path:

@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import UnknownModel
+from .errors import NeedsTorch, UnknownModel
 from .models import (
     CONFIG_NAME,
     DEFAULT_SPEC,
     checkpoint_files,
     get_open_clip,
     is_model_dir,
+    is_onnx_dir,
     model_config,
     open_clip_name,
     resolve_spec,
@@ -34,11 +35,17 @@ if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
     from .cold.texttower import PlainTextTower
+    from .onnxmodel import OnnxEncoder
     from .onnxrt import OnnxImageTower, OnnxTextTower, OnnxTowers
 
 
 def pick_device(device: str = "auto") -> str:
-    import torch
+    try:
+        import torch
+    except ImportError as exc:
+        raise NeedsTorch(
+            f"this needs torch, which this install lacks ({exc}): pip install 'pixfind[torch]'"
+        ) from exc
 
     if device != "auto":
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -180,7 +187,7 @@ class Encoder:
                 from .onnxrt import OnnxImageTower
                 from .quantize import int8_path
 
-                path = int8_path(towers, sample.numpy(), asked)
+                path = int8_path(towers, np.asarray(sample, np.float32), asked)
                 if path is not None and (self._int8 is None or self._int8.path != path):
                     self._int8 = OnnxImageTower(path, self.dim)
                 self.precision = "int8" if path is not None else "fp32"
@@ -201,19 +208,19 @@ class Encoder:
             loaded[spec_identity(self.spec)] = self._onnx
         return self._onnx
 
-    def encode_image_tensors(self, batch: torch.Tensor) -> np.ndarray:
-        """Encode already-preprocessed images (N, 3, H, W)."""
+    def encode_image_tensors(self, batch: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Encode already-preprocessed images (N, 3, H, W): a tensor or a numpy array."""
         towers = self.onnx_towers()
         if towers is not None:
             tower = self._int8 if self.precision == "int8" else towers.image
-            return tower.encode(batch.numpy())
+            return tower.encode(np.asarray(batch, np.float32))
         return self.torch_encode_image(batch)
 
-    def torch_encode_image(self, batch: torch.Tensor) -> np.ndarray:
+    def torch_encode_image(self, batch: torch.Tensor | np.ndarray) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
-            batch = batch.to(self.device, dtype=self.dtype, non_blocking=True)
+            batch = torch.as_tensor(batch).to(self.device, dtype=self.dtype, non_blocking=True)
             return self._finish(self.model.encode_image(batch))
 
     def encode_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
@@ -271,11 +278,12 @@ def text_recipe(spec: EncoderSpec) -> dict | None:
     fetches the weights into the local cache where they aren't yet: call it once the model
     is loaded (or loading it is the next step anyway)."""
     from .cold.texttower import RECIPE_FORMAT, make_recipe
+    from .onnxmodel import folder_recipe
 
     identity = spec_identity(spec)
-    try:
-        found = checkpoint_files(spec)
-        recipe = make_recipe(*found[:2], identity, found[2]) if found else None
+    try:  # a model folder's own text tensors where its export wrote them
+        found = checkpoint_files(spec) or folder_recipe(spec, RECIPE_FORMAT)
+        recipe = make_recipe(*found[:2], identity, found[2]) if isinstance(found, tuple) else found
     except Exception:  # noqa: BLE001 - no recipe only means no shortcut
         recipe = None
     towers = exported_towers(spec)
@@ -358,19 +366,27 @@ def onnx_text_tower(spec: EncoderSpec) -> OnnxTextTower | None:
 def exported_towers(spec: EncoderSpec) -> OnnxTowers | None:
     """The ONNX towers of ``spec`` loaded in this process, else found in the model cache
     (a re-index that encodes nothing still records them in the query snapshot)."""
-    from .onnxexport import export_dir
     from .onnxrt import load_towers, loaded
 
     identity = spec_identity(spec)
     if identity not in loaded:
         try:
-            towers = load_towers(export_dir(spec))
+            towers = load_towers(_export_dir(spec))
         except Exception:  # noqa: BLE001 - no config, no weights file: torch serves
             towers = None
         if towers is None:
             return None
         loaded[identity] = towers
     return loaded[identity]
+
+
+def _export_dir(spec: EncoderSpec) -> Path:
+    """Where the ONNX towers of ``spec`` are: the model folder itself, or the model cache."""
+    if is_onnx_dir(spec.model):
+        return Path(spec.model)
+    from .onnxexport import export_dir
+
+    return export_dir(spec)
 
 
 def _device_runtime(device: str, runtime: str | None) -> tuple[str, str]:
@@ -391,6 +407,8 @@ def load_text_encoder(
     (random weights, custom or Hugging Face text towers, GPUs)."""
     spec = spec or DEFAULT_SPEC
     spec = resolve_spec(spec.model, spec.pretrained)
+    if is_onnx_dir(spec.model):
+        return _onnx_folder(spec, device, runtime)
     device, runtime = _device_runtime(device, runtime)
     if not get_settings().text_tower:  # the full model (benchmark baseline)
         return _load_cached(spec, device, runtime)
@@ -407,7 +425,17 @@ def load_encoder(
     exports."""
     spec = spec or DEFAULT_SPEC
     spec = resolve_spec(spec.model, spec.pretrained)
+    if is_onnx_dir(spec.model):
+        return _onnx_folder(spec, device, runtime)
     return _load_cached(spec, *_device_runtime(device, runtime))
+
+
+def _onnx_folder(spec: EncoderSpec, device: str, runtime: str | None) -> OnnxEncoder:
+    """The encoder of an ONNX model folder (search/onnxmodel.py): no torch imported."""
+    from .onnxmodel import check_device, load_onnx_encoder
+
+    check_device(spec, device, runtime)
+    return load_onnx_encoder(spec)
 
 
 def save_model_dir(

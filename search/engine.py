@@ -101,8 +101,12 @@ class Searcher:
 
     @property
     def encoder(self) -> Encoder:
-        if self._encoder is None:
-            encoder = load_encoder(self.spec, self.device, self.runtime)
+        if self._encoder is None:  # a cache export where there is one (search/onnxmodel.py)
+            from .onnxmodel import exported_encoder  # Pillow: not for the cold path
+
+            encoder = exported_encoder(self.spec, self.device, self.runtime) or load_encoder(
+                self.spec, self.device, self.runtime
+            )
             self.store.check_model(encoder.info)
             self._encoder = encoder
         return self._encoder

@@ -16,6 +16,11 @@ class UnknownModel(PixfindError):
     """A model name, pretrained tag or checkpoint path that open_clip can't resolve."""
 
 
+class NeedsTorch(UnknownModel):
+    """Something only torch and open_clip do (training, exporting, an open_clip model without
+    its ONNX model folder, --runtime torch), asked of an install without them."""
+
+
 class IndexMismatch(PixfindError):
     """The index was built with another model (or schema) than the one asked for."""
 

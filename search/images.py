@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import BadQuery
+from .location import is_uri
 from .metadata import ImageMeta, read_metadata
 from .raw import (
     RAW_EXTENSIONS,
@@ -302,10 +303,20 @@ def decode_file(
     draft_size: int | None = None,
     max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
 ) -> Decoded:
-    data, st = read_stable(path)
+    data, st = read_photo(path)
     decoded = decode_bytes(data, draft_size, max_megapixels, raw_kind(path))
     decoded.mtime, decoded.size = st.st_mtime, st.st_size
     return decoded
+
+
+def read_photo(path: str | Path, max_bytes: int = 1 << 30):
+    """``read_stable`` for a file, or one GET for an object on s3:// (search/photobucket.py):
+    (bytes, a stat with ``st_mtime`` and ``st_size``), DecodeError where it can't be read."""
+    if is_uri(path):
+        from .photobucket import read_object
+
+        return read_object(path, max_bytes)
+    return read_stable(path, max_bytes)
 
 
 def read_stable(path: str | Path, max_bytes: int = 1 << 30) -> tuple[bytes, os.stat_result]:

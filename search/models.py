@@ -18,7 +18,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import UnknownModel
+from .errors import NeedsTorch, UnknownModel
+from .onnxrt import model_folder
 from .types import EncoderSpec
 
 DEFAULT_MODEL = "ViT-B-32"
@@ -32,8 +33,16 @@ RANDOM_TAGS = ("none", "random", "")  # --pretrained values meaning seeded rando
 
 @functools.cache
 def get_open_clip():
-    """Import open_clip and register pixfind's own architectures (``pixfind-tiny``) once."""
-    import open_clip
+    """Import open_clip and register pixfind's own architectures (``pixfind-tiny``) once;
+    NeedsTorch where this install has no torch or open_clip (the light install)."""
+    try:
+        import open_clip
+    except ImportError as exc:
+        raise NeedsTorch(
+            f"open_clip models need torch and open_clip, which this install lacks ({exc}); "
+            "pip install 'pixfind[torch]', or use an ONNX model folder: --model DIR "
+            "(`pixfind models export`, README 'Install variants')"
+        ) from exc
 
     open_clip.add_model_config(CONFIG_DIR)
     return open_clip
@@ -41,6 +50,11 @@ def get_open_clip():
 
 def is_model_dir(path: str | os.PathLike | None) -> bool:
     return bool(path) and (Path(path).expanduser() / CONFIG_NAME).is_file()
+
+
+def is_onnx_dir(path: str | os.PathLike | None) -> bool:
+    """A model folder of ONNX towers (`pixfind models export`): runs without torch."""
+    return model_folder(path) is not None
 
 
 def list_models() -> list[tuple[str, list[str]]]:
@@ -73,7 +87,8 @@ def requested_spec(model: str | None, pretrained: str | None) -> EncoderSpec | N
     if model is None and pretrained is None:
         return None
     model = model or DEFAULT_MODEL
-    if pretrained is None and not is_model_dir(model) and not _looks_like_path(model):
+    local = is_model_dir(model) or is_onnx_dir(model) or _looks_like_path(model)
+    if pretrained is None and not local:
         pretrained = default_tag(model)  # an unknown name has none: resolve_spec says so
     return resolve_spec(model, pretrained)
 
@@ -100,15 +115,14 @@ def resolve_spec(model: str | None = None, pretrained: str | None = None) -> Enc
     ``requested_spec`` for what a user's --model/--pretrained mean.
     """
     model = model or DEFAULT_MODEL
-    if is_model_dir(pretrained):
-        return EncoderSpec(str(Path(pretrained).expanduser().resolve()), None)
-    if is_model_dir(model):
-        return EncoderSpec(str(Path(model).expanduser().resolve()), None)
+    for folder in (pretrained, model):
+        if is_model_dir(folder) or is_onnx_dir(folder):
+            return EncoderSpec(str(Path(folder).expanduser().resolve()), None)
     if _looks_like_path(model):
         raise UnknownModel(
             f"model directory {model!r} not found or has no {CONFIG_NAME}; "
-            "pass an open_clip model name (see `pixfind models`) or a directory that "
-            "`pixfind train` wrote"
+            "pass an open_clip model name (see `pixfind models`), a directory that "
+            "`pixfind train` wrote, or one that `pixfind models export` wrote"
         )
     open_clip = get_open_clip()
     if model not in open_clip.list_models():
@@ -153,7 +167,11 @@ def weights_in_dir(directory: Path) -> Path | None:
 
 
 def spec_identity(spec: EncoderSpec) -> str:
-    """Two specs with equal identity produce the same vectors."""
+    """Two specs with equal identity produce the same vectors (an ONNX model folder has
+    the identity of the model it was exported from)."""
+    folder = model_folder(spec.model) if spec.pretrained is None else None
+    if folder is not None:
+        return str(folder["identity"])
     if is_model_dir(spec.model):
         weights = weights_in_dir(Path(spec.model))
         return "dir:" + (file_fingerprint(weights) if weights else "random")
@@ -170,6 +188,8 @@ def open_clip_name(spec: EncoderSpec) -> str:
 
 def model_config(spec: EncoderSpec) -> dict | None:
     """The open_clip model config a resolved spec builds (None: unknown)."""
+    if is_onnx_dir(spec.model):
+        return None
     if is_model_dir(spec.model):
         return json.loads((Path(spec.model) / CONFIG_NAME).read_text()).get("model_cfg")
     return get_open_clip().get_model_config(spec.model)

@@ -43,16 +43,17 @@ _BOTO = {
 }
 
 
-def s3_client(location: IndexLocation):
+def s3_client(location: IndexLocation, what: str = ""):
     """A boto3 S3 client for ``location``: its storage options, else the environment's
-    (AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL...). boto3 is the ``s3`` extra."""
+    (AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL...). boto3 is the ``s3`` extra; ``what`` names
+    what needs it in that message (default: the index)."""
     from .errors import MissingExtra
 
     try:
         import boto3
     except ImportError:
         raise MissingExtra(
-            f"an index on {location.uri} needs boto3: pip install 'pixfind[s3]'"
+            f"{what or 'an index on ' + location.uri} needs boto3: pip install 'pixfind[s3]'"
         ) from None
     kwargs = {_BOTO[k.lower()]: v for k, v in location.storage_options if k.lower() in _BOTO}
     return boto3.client("s3", **kwargs)

@@ -15,6 +15,7 @@ fast path off (as rclip's own conversion script), opset 18.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -33,6 +34,7 @@ from .onnxrt import (
     PARITY_MIN,
     TEXTUAL,
     VISUAL,
+    VOCAB,
     OnnxTowers,
     export_root,
     load_towers,
@@ -155,6 +157,19 @@ def export_towers(encoder: Encoder, directory: Path) -> dict:
     return {"kind": kind, "context_length": ctx}
 
 
+def folder_meta(encoder: Encoder, directory: Path) -> dict:
+    """What runs the towers without torch or open_clip (search/onnxmodel.py): the model's
+    preprocessing, and the tokenizer's vocabulary copied into ``directory``."""
+    from open_clip.model import get_model_preprocess_cfg
+
+    from .preprocess import ImagePreprocess
+    from .tokenizer import vocab_path
+
+    shutil.copyfile(vocab_path(), directory / VOCAB)
+    cfg = get_model_preprocess_cfg(encoder.model)
+    return {"preprocess": ImagePreprocess.from_config(cfg).to_config(), "tokenizer": VOCAB}
+
+
 def encoder_tokens(encoder: Encoder, texts, ctx: int) -> np.ndarray:
     """The model's own tokenizer's ids as int64 numpy."""
     tokens = encoder.tokenizer(list(texts))
@@ -169,7 +184,7 @@ def parity(encoder: Encoder, towers: OnnxTowers, sample: torch.Tensor) -> dict[s
     with torch.inference_mode():
         ref_img = encoder.torch_encode_image(sample)
     ref_txt = encoder.torch_encode_texts(list(PARITY_CAPTIONS))
-    img = towers.image.encode(sample.float().numpy())
+    img = towers.image.encode(np.asarray(sample, np.float32))
     txt = towers.text.encode_texts(list(PARITY_CAPTIONS))
     return {
         "image": float(np.min(np.sum(img * ref_img, axis=1))),
@@ -189,10 +204,21 @@ def prepare(encoder: Encoder, sample: torch.Tensor | None) -> OnnxTowers | None:
                 f"({_figures(meta)}); using torch"
             )
             return None
+        if "preprocess" not in meta:  # an export from before model folders: made one now, so
+            _upgrade(encoder, directory)  # the next indexing run needs no torch model
         return load_towers(directory)
     if sample is None or len(sample) == 0:
         return None
     return _export_checked(encoder, directory, sample[:8])
+
+
+def _upgrade(encoder: Encoder, directory: Path) -> None:
+    """Add the preprocessing and the vocabulary to an export that lacks them (best effort: a
+    read-only cache keeps building the torch model)."""
+    from .modelexport import _complete
+
+    with contextlib.suppress(OSError):
+        _complete(directory, folder_meta(encoder, directory))
 
 
 def _figures(meta: dict) -> str:
@@ -219,6 +245,7 @@ def _export_checked(encoder: Encoder, directory: Path, sample) -> OnnxTowers | N
     }
     towers = None
     try:
+        meta.update(folder_meta(encoder, tmp))
         meta["text"] = export_towers(encoder, tmp)
         (tmp / MANIFEST).write_text(json.dumps({**meta, "passed": True}))
         towers = load_towers(tmp)

@@ -30,12 +30,21 @@ from .settings import get_settings, model_cache_dir
 EXPORT_FORMAT = 1
 MANIFEST = "export.json"
 VISUAL, TEXTUAL = "visual.onnx", "textual.onnx"
+VOCAB = "bpe_simple_vocab_16e6.txt.gz"  # search/tokenizer.py's VOCAB_FILE, copied at export
 PARITY_MIN = 0.9999  # least cosine between an ONNX and a torch vector the export accepts
 RUNTIMES = ("auto", "torch", "onnx")
 
 
+def installed(name: str) -> bool:
+    """Whether a package can be imported, without importing it."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a blocked or half-installed package
+        return False
+
+
 def onnx_installed() -> bool:
-    return importlib.util.find_spec("onnxruntime") is not None
+    return installed("onnxruntime")
 
 
 def choose_runtime(runtime: str | None, device: str) -> str:
@@ -98,11 +107,15 @@ class OnnxTextTower:
     causal mask makes later positions irrelevant, as in search/cold/texttower.py); "full"
     towers take the whole context."""
 
-    def __init__(self, path: Path, kind: str, context_length: int, dim: int):
+    def __init__(
+        self, path: Path, kind: str, context_length: int, dim: int, vocab: Path | None = None
+    ):
         from .tokenizer import clip_tokenizer
 
         self.path, self.kind, self.dim = Path(path), kind, int(dim)
-        self.tokenizer = clip_tokenizer(int(context_length))
+        # the export's own copy of the vocabulary where it has one (a model folder: no
+        # open_clip installed), else open_clip's
+        self.tokenizer = clip_tokenizer(int(context_length), vocab and Path(vocab))
         self._sessions: dict[int, object] = {}
 
     @classmethod
@@ -119,7 +132,10 @@ class OnnxTextTower:
                 return None
         except OSError:
             return None
-        return cls(path, entry["kind"], entry["context_length"], entry["dim"])
+        vocab = entry.get("vocab")
+        if vocab and not Path(vocab).is_file():
+            return None
+        return cls(path, entry["kind"], entry["context_length"], entry["dim"], vocab)
 
     def session(self, n_texts: int):
         # one thread for one query: a query is a few tokens, and threads that wait for
@@ -167,8 +183,19 @@ class OnnxTowers:
     def text(self) -> OnnxTextTower:
         text = self.manifest["text"]
         return OnnxTextTower(
-            self.directory / TEXTUAL, text["kind"], text["context_length"], self.manifest["dim"]
+            self.directory / TEXTUAL,
+            text["kind"],
+            text["context_length"],
+            self.manifest["dim"],
+            self.vocab,
         )
+
+    @property
+    def vocab(self) -> Path | None:
+        """The tokenizer's vocabulary copied beside the towers (exports since the model
+        folders of `pixfind models export`), else None: open_clip's."""
+        path = self.directory / VOCAB
+        return path if path.is_file() else None
 
     def text_entry(self) -> dict:
         """What a query snapshot records to load the text tower without the model."""
@@ -182,7 +209,25 @@ class OnnxTowers:
             "context_length": text["context_length"],
             "dim": self.manifest["dim"],
             "key": self.manifest["key"],
+            **({"vocab": str(self.vocab)} if self.vocab else {}),
         }
+
+
+def model_folder(path: str | os.PathLike | None) -> dict | None:
+    """The manifest of a self-contained model folder (`pixfind models export`, or an export
+    in the model cache): towers that passed their check, with the preprocessing and the
+    tokenizer's vocabulary beside them, so that it runs without torch or open_clip."""
+    if not path:
+        return None
+    directory = Path(path).expanduser()
+    if not (directory / MANIFEST).is_file():
+        return None
+    meta = read_manifest(directory)
+    if meta is None or not meta.get("passed") or "preprocess" not in meta:
+        return None
+    if not all((directory / name).is_file() for name in (VISUAL, TEXTUAL, VOCAB)):
+        return None
+    return meta
 
 
 def load_towers(directory: Path) -> OnnxTowers | None:

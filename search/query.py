@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from .errors import BadQuery
+from .location import is_uri
 from .types import Filters, is_glob
 
 MAX_K = 10_000
@@ -184,7 +185,7 @@ def parse_filters(
 ) -> Filters:
     """Filters from what a user types: a folder (made absolute) or a path glob, dates as
     YYYY-MM-DD[THH:MM] (both bounds inclusive), file types repeated or comma-separated."""
-    if folder and not is_glob(folder):
+    if folder and not is_glob(folder) and not is_uri(folder):  # s3://BUCKET/PREFIX as given
         folder = os.path.abspath(os.path.expanduser(folder))
     return Filters(
         folder=folder or None,

@@ -29,9 +29,15 @@ TABLES_FORMAT = 1
 
 def vocab_path() -> Path:
     """open_clip's BPE vocabulary file, located without importing open_clip."""
-    spec = importlib.util.find_spec("open_clip")
+    try:
+        spec = importlib.util.find_spec("open_clip")
+    except (ImportError, ValueError):
+        spec = None
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError("open_clip is not installed (its BPE vocabulary file is needed)")
+        raise ImportError(
+            "open_clip is not installed (its BPE vocabulary file is needed): use a model "
+            "folder written by `pixfind models export`, which carries its own copy"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / VOCAB_FILE
 
 
@@ -183,5 +189,6 @@ class ClipTokenizer:
 
 
 @functools.cache
-def clip_tokenizer(context_length: int = 77) -> ClipTokenizer:
-    return ClipTokenizer(context_length)
+def clip_tokenizer(context_length: int = 77, path: Path | None = None) -> ClipTokenizer:
+    """The tokenizer over ``path`` (None: open_clip's vocabulary file), once per process."""
+    return ClipTokenizer(context_length, path)

@@ -73,7 +73,7 @@ def _gelu(h: np.ndarray) -> np.ndarray:
 class NumpyTextTower:
     """``encode_texts`` of a plain CLIP text tower, float32, unpadded, L2-normalised."""
 
-    def __init__(self, arch: dict, state: dict[str, np.ndarray]):
+    def __init__(self, arch: dict, state: dict[str, np.ndarray], vocab: str | None = None):
         from ..tokenizer import clip_tokenizer
 
         self.arch = arch
@@ -83,7 +83,8 @@ class NumpyTextTower:
             [state[f"transformer.resblocks.{i}.{k}"] for k in _BLOCK_KEYS]
             for i in range(arch["layers"])
         ]
-        self.tokenizer = clip_tokenizer(arch["context_length"])
+        # a model folder's own vocabulary (no open_clip installed), else open_clip's
+        self.tokenizer = clip_tokenizer(arch["context_length"], vocab and Path(vocab))
 
     @classmethod
     def load(cls, recipe: dict | None) -> NumpyTextTower | None:
@@ -106,7 +107,10 @@ class NumpyTextTower:
             return None
         if any(tuple(state[k].shape) != s for k, s in shapes.items()):
             return None
-        return cls(recipe["arch"], state)
+        vocab = recipe.get("vocab")
+        if vocab and not Path(vocab).is_file():
+            return None
+        return cls(recipe["arch"], state, vocab)
 
     def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), np.float32)

@@ -2,9 +2,9 @@
 
 Real LanceDB tables, real FAISS, real files. The second test is the big one of the suite
 (1M synthetic 512-d vectors, 2 GB of float32; about 3 minutes on the 2-core machine): it
-builds the index in a child process under a memory budget lower than the vectors' size and
-checks the child's peak memory (VmHWM: RLIMIT_AS can't stand in, the threads' reserved
-stacks put the child's virtual size near 4 GB) and the recall against exact search.
+builds the index in a child process whose address space is limited (RLIMIT_AS, what `ulimit
+-v` sets) below the vectors' size, checks that the same limit makes loading every vector in
+memory fail, and checks the build's peak memory (VmHWM) and its recall against exact search.
 """
 
 from __future__ import annotations
@@ -69,7 +69,48 @@ def test_disk_index_through_store_and_engine(tmp_path, monkeypatch):
 
 
 # THE BIG ONE (about 3 minutes, a third of it writing the table): 1M vectors, built in a
-# child process under a 1 GB index budget
+# child process under a 1 GB index budget and an address-space limit below the vectors' 2 GB.
+# A process's virtual size is far above what it uses: each thread reserves a stack (8 MB by
+# default, Rust's 2 MB), each malloc arena 64 MB or more, and the native libraries are mapped
+# whole (Lance and LanceDB: 400 MB). So the child runs with few threads, two arenas and 1 MB
+# thread stacks, under which the limit is near what the build really touches.
+ADDRESS_LIMIT = 1_850 << 20  # bytes (1.94 GB): below the 2.05 GB of float32 vectors
+THREAD_STACK = 1 << 20  # RLIMIT_STACK: glibc's default thread stack (read at exec)
+LIMITED_ENV = {
+    "MALLOC_ARENA_MAX": "2",
+    "OMP_NUM_THREADS": "1",  # FAISS; its OpenBLAS reserves a 128 MB buffer per thread
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "LANCE_CPU_THREADS": "2",  # Lance's compute and I/O runtimes (one thread per core else)
+    "LANCE_IO_THREADS": "2",
+    "TOKIO_WORKER_THREADS": "2",  # LanceDB's runtime (one thread per core else)
+    "ARROW_IO_THREADS": "2",  # pyarrow's I/O pool (8 else)
+    "ARROW_DEFAULT_MEMORY_POOL": "system",  # its jemalloc pool reserves 1 GB when Lance loads
+    "PIXFIND_INDEX_MEMORY_MB": "1024",  # lower than the vectors: the disk kind, by itself
+}
+# exec()s argv[3:] with the limits set: RLIMIT_STACK must be in place when the process
+# starts (glibc reads it once), and everything the child maps counts against RLIMIT_AS
+LIMITED = textwrap.dedent(
+    """
+    import os, resource, sys
+    address, stack = int(sys.argv[1]), int(sys.argv[2])
+    resource.setrlimit(resource.RLIMIT_STACK, (stack, resource.getrlimit(resource.RLIMIT_STACK)[1]))
+    resource.setrlimit(resource.RLIMIT_AS, (address, address))
+    os.execv(sys.argv[3], sys.argv[3:])
+    """
+)
+
+
+def run_limited(code: str, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """``python -c code args`` in a child under ADDRESS_LIMIT and LIMITED_ENV."""
+    limits = [str(ADDRESS_LIMIT), str(THREAD_STACK)]
+    return subprocess.run(
+        [sys.executable, "-c", LIMITED, *limits, sys.executable, "-c", code, *args],
+        env=dict(os.environ, **LIMITED_ENV), capture_output=True, text=True, check=False,
+        timeout=timeout,
+    )  # fmt: skip
+
+
 BUILD_CHILD = textwrap.dedent(
     """
     import json, resource, sys, time
@@ -86,7 +127,22 @@ BUILD_CHILD = textwrap.dedent(
         "type": index.infos.index_type, "recall": index.infos.recall_at_10,
         "params": index.infos.params, "peak_bytes": hwm_kb * 1024,
         "seconds": time.perf_counter() - start, "vm_peak": peak_kb * 1024,
+        "limit": resource.getrlimit(resource.RLIMIT_AS)[0],
     }))
+    """
+)
+# what the in-memory index kinds do first: every vector of the table in memory at once
+LOAD_ALL_CHILD = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from pixfind.search.store import Store
+
+    try:
+        table = Store.open(Path(sys.argv[1])).table.to_lance().to_table(columns=["vector"])
+    except MemoryError as exc:
+        sys.exit(f"MemoryError: {exc}")
+    print("loaded", table.nbytes)
     """
 )
 
@@ -95,17 +151,17 @@ def test_a_million_vectors_past_memory(tmp_path):
     rows = 1_000_000
     write_synthetic(tmp_path, rows)
     vector_bytes = rows * INFO.dim * 4  # 2 GB of float32
-    env = dict(
-        os.environ,
-        PIXFIND_INDEX_MEMORY_MB="1024",  # lower than the vectors: the disk kind, by itself
-    )
-    child = subprocess.run(
-        [sys.executable, "-c", BUILD_CHILD, str(tmp_path)],
-        env=env, capture_output=True, text=True, check=False, timeout=900,
-    )  # fmt: skip
+    assert vector_bytes > ADDRESS_LIMIT
+    # the limit bites: the same child can't hold every vector at once
+    loading = run_limited(LOAD_ALL_CHILD, str(tmp_path), timeout=300)
+    assert loading.returncode != 0 and "loaded" not in loading.stdout, loading.stdout
+    assert "memory" in loading.stderr.lower() or loading.returncode < 0, loading.stderr[-2000:]
+
+    child = run_limited(BUILD_CHILD, str(tmp_path))
     assert child.returncode == 0, child.stderr[-3000:]
     built = json.loads(child.stdout.strip().splitlines()[-1])
     print(built)
+    assert built["limit"] == ADDRESS_LIMIT and built["vm_peak"] <= ADDRESS_LIMIT, built
     assert built["type"].startswith("ivfpq-disk")
     assert built["peak_bytes"] < 0.75 * vector_bytes, built
     assert built["recall"] >= 0.95, built

@@ -259,3 +259,20 @@ def test_ray_into_an_index_on_s3(cluster, originals, s3: MotoS3, tmp_path):
     for text in QUERIES:
         hits = [Searcher(h, cold=False).run(Query.text(text, k=10)).hits for h in (uri, local)]
         assert [h.path for h in hits[0]] == [h.path for h in hits[1]], text
+
+
+def test_ray_reads_photos_from_s3(cluster, originals, s3: MotoS3, tmp_path):
+    """Photos under an s3:// prefix (moto): the actors fetch them with the driver's
+    credentials and give the table a local run of the same prefix gives."""
+    for path in _small_copies(originals[:16], tmp_path / "small"):
+        s3.client().put_object(
+            Bucket=s3.bucket, Key=f"ray-photos/{path.name}", Body=path.read_bytes()
+        )
+    s3.client().put_object(Bucket=s3.bucket, Key="ray-photos/corrupt.jpg", Body=b"\xff\xd8 no")
+    prefix = f"s3://{s3.bucket}/ray-photos"
+    report = _finished(_ray_index(cluster, tmp_path / "ray", prefix, "--actors", "1:2"))
+    local = _local_index(tmp_path / "local", prefix)
+    assert (report["added"], local.added) == (16, 16)
+    assert _skips(report) == {(p, r) for p, r in local.skipped}
+    assert {p for p, _ in _skips(report)} == {f"{prefix}/corrupt.jpg"}
+    assert_same_index(tmp_path / "ray", tmp_path / "local")

@@ -115,9 +115,19 @@ def test_train_with_no_flags_learns_a_collection_it_has_never_seen(cli, tmp_path
     write_collection(tmp_path / "train", N_TRAIN, seed=0)
     truth = write_collection(tmp_path / "test", N_TEST, seed=1)
     model = tmp_path / "model"
-    started, cpu = time.perf_counter(), time.process_time()
-    result = json_out(cli("train", tmp_path / "train", "--out", model, "--json"))
-    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    # One intra-op thread, as OMP_NUM_THREADS=1 would give: the CPU-time bound below counts
+    # every thread, and two OpenMP threads spin away CPU time (fresh-clone CI runs with two
+    # threads: 36 epochs, 221 and 285 s of CPU; one thread: 22 epochs, 96 s of CPU, 95 s wall)
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        started, cpu = time.perf_counter(), time.process_time()
+        result = json_out(cli("train", tmp_path / "train", "--out", model, "--json"))
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    finally:
+        torch.set_num_threads(threads)
     held_out = retrieval(load_encoder(EncoderSpec(str(model), None), "cpu"), tmp_path / "test")
     p5 = attribute_precision(model, truth)
     t2i = held_out.text_to_image
