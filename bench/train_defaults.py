@@ -37,10 +37,13 @@ from pixfind.train.fit import TrainOptions  # noqa: E402
 from bench.common import train_timed  # noqa: E402
 
 
-def precision_at_5(model: Path, test: Path, home: Path) -> tuple[list[float], list[float]]:
+def precision_at_5(
+    model: Path, test: Path, home: Path, captions: bool = False
+) -> tuple[list[float], list[float]]:
     """(precision@5 of each attribute query, the most each could reach) on ``test``, indexed
-    without captions."""
-    run_index(home, IndexOptions([str(test)], captions=False), spec=EncoderSpec(str(model), None))
+    without captions (only the model ranks) unless ``captions``."""
+    spec = EncoderSpec(str(model), None)
+    run_index(home, IndexOptions([str(test)], captions=captions), spec=spec)
     scenes = read_scenes(test)
     searcher = Searcher(home, device="cpu")
     got, best = [], []

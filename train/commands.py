@@ -158,6 +158,15 @@ def train_cmd(
             "negatives; hurts short, repetitive captions).",
         ),
     ] = 0.0,
+    simple_first: Annotated[
+        float,
+        typer.Option(
+            "--simple-first",
+            help="Share of the epochs trained first on the collection's simple part alone "
+            "(photos whose shortest caption has at most half the median's words), where it "
+            "has one; 0: off.",
+        ),
+    ] = 0.3,
     no_augment: Annotated[
         bool, typer.Option("--no-augment", help="Train without augmentation.")
     ] = False,
@@ -194,6 +203,7 @@ def train_cmd(
         unlocked_layers=unlocked_layers,
         augment=not no_augment,
         hard_batches=hard_batches,
+        simple_first=simple_first,
         device=pick_device(device),
         max_images=max_images,
     )

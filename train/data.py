@@ -136,6 +136,27 @@ def epoch_batches(
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def simple_rows(
+    words: list[list[str]], captions_of: list[np.ndarray], rows: np.ndarray, batch_size: int
+) -> np.ndarray | None:
+    """The collection's simple photos among ``rows``: those whose shortest caption has at most
+    half as many content words as the median photo's ("a star" among scenes described in
+    three words or more), when they are 10% to 60% of the photos and fill a few batches; else
+    None (no such part: every photo captioned alike, or free captions of varied length)."""
+    if not len(rows):
+        return None
+    shortest = np.array([min(len(words[c]) for c in captions_of[r]) for r in rows])
+    simple = rows[shortest <= np.median(shortest) / 2]
+    share = len(simple) / len(rows)
+    return simple if 0.1 <= share <= 0.6 and len(simple) >= 4 * batch_size else None
+
+
+def tile(rng: np.random.Generator, rows: np.ndarray, n: int) -> np.ndarray:
+    """``n`` rows drawn as successive shuffles of ``rows`` (each used once per shuffle)."""
+    shuffles = [rng.permutation(rows) for _ in range(-(-n // len(rows)))]
+    return np.concatenate(shuffles)[:n]
+
+
 def _image_size(preprocess: Any) -> int:
     for t in preprocess.transforms:
         size = getattr(t, "size", None)

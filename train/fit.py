@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from . import validate as V
-from .data import DataArg, TrainError, augment, epoch_batches, prepare
+from .data import DataArg, TrainError, augment, epoch_batches, prepare, simple_rows, tile
 from .data import folders as data_folders
 from .model import DEMO_MODEL, adamw, build_model, count_params, custom_name, lock
 
@@ -62,6 +62,10 @@ class TrainOptions:
     # captions ("a star") such batches are full of identical captions, and halved validation
     # R@5 (0.30 vs 0.50 after 18 epochs, README "Training and fine-tuning")
     hard_batches: float = 0.0
+    # share of the epochs trained first on the collection's simple part alone (photos whose
+    # shortest caption has at most half the median's content words: data.simple_rows), when
+    # it has one: the demo's old warm-up stage, learnt by the command (0: off)
+    simple_first: float = 0.3
     device: str = "cpu"
     max_images: int | None = None  # use only the first N captioned images
     val_fraction: float = V.VAL_FRACTION  # share of photos held out for validation (0: none)
@@ -228,6 +232,8 @@ def train(
         raise TrainError("--epochs must be >= 1 (or auto) and --batch-size >= 2")
     if options.patience < 0:
         raise TrainError("--patience must be >= 0 (0: never stop early)")
+    if not 0 <= options.simple_first < 1:
+        raise TrainError(f"--simple-first must be in [0, 1), not {options.simple_first}")
     V.val_count(100, options.val_fraction)  # checks the fraction
     out = Path(out).expanduser().resolve()
     folders = data_folders(data)
@@ -280,6 +286,8 @@ def train(
         start_epoch = resume["epoch"]
         history = [EpochStats(**h) for h in state.get("history", [])]
     rng = np.random.default_rng([options.seed, start_epoch])
+    simple = simple_rows(prepared.words, prepared.captions_of, rows, batch_size)
+    simple_epochs = 0 if simple is None else round(options.simple_first * max_epochs)
     mean, std = prepared.mean.to(device), prepared.std.to(device)
     result = TrainResult(
         out,
@@ -299,8 +307,10 @@ def train(
     for epoch in range(start_epoch, max_epochs):
         model.train()
         t0 = time.perf_counter()
+        # the simple photos alone first (as many steps as a whole epoch), then all of them
+        epoch_rows = rows if epoch >= simple_epochs else tile(rng, simple, n)
         # one caption per image per epoch, drawn afresh each epoch
-        caption_rows = np.array([rng.choice(prepared.captions_of[r]) for r in rows])
+        caption_rows = np.array([rng.choice(prepared.captions_of[r]) for r in epoch_rows])
         batches = epoch_batches(
             rng, [prepared.words[c] for c in caption_rows], batch_size, options.hard_batches
         )
@@ -311,7 +321,7 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             batch = batches[s]
-            images = prepared.pixels[torch.from_numpy(rows[batch])].float().div_(255)
+            images = prepared.pixels[torch.from_numpy(epoch_rows[batch])].float().div_(255)
             if options.augment:
                 images = augment(images, gen)
             images = ((images.to(device) - mean) / std).contiguous(
@@ -349,7 +359,8 @@ def train(
         stop = (
             options.epochs is None
             and score is not None
-            and V.should_stop([h.val for h in history if h.val], options.patience)
+            and epoch >= simple_epochs
+            and V.should_stop([h.val for h in history[simple_epochs:] if h.val], options.patience)
         )
         # model dir (best weights) first, then the checkpoint: a crash in between only
         # repeats an epoch

@@ -201,9 +201,15 @@ def test_demo_model_answers_attribute_queries(demo_model, demo_data, tmp_path):
     from pixfind.indexer import IndexOptions, run_index
     from pixfind.search.engine import Searcher
 
+    # indexed without the photos' captions, so that only the model counts (as issue 18
+    # measures it): with captions, a query is also scored against caption text (weight 0.7,
+    # README "Captions"), and "a small orange star" then also finds "a small orange circle and
+    # a large blue star"
     home = tmp_path / "index"
     report = run_index(
-        home, IndexOptions([str(demo_data.test)]), spec=EncoderSpec(str(demo_model), None)
+        home,
+        IndexOptions([str(demo_data.test)], captions=False),
+        spec=EncoderSpec(str(demo_model), None),
     )
     assert report.total == demo_data.n_test
     scenes = read_scenes(demo_data.test)
@@ -224,8 +230,10 @@ def test_demo_model_answers_attribute_queries(demo_model, demo_data, tmp_path):
         f"every attribute (mean {np.mean(full):.2f}, chance {chance:.2f}); "
         f"{sum(colour_ok)}/{len(QUERIES)} on colour"
     )
-    # The issue's target: >= 20 of the 24 queries each at P@5 >= 0.8 on every attribute (colour,
-    # shape and size). Without the one-object photos (demo.py) the scenes alone gave 5/24.
+    # >= 20 of the 24 queries each at P@5 >= 0.8 on every attribute (colour, shape and size).
+    # The demo model scored 21 (issue 18's target) in the run README "The demo model" reports;
+    # neighbouring epochs and other thread counts give 20 to 22. Without the one-object photos
+    # (demo.py) the scenes alone gave 5/24.
     assert sum(p >= 0.8 for p in full) >= 20
     assert sum(colour_ok) >= 22
 
@@ -241,7 +249,7 @@ def test_eval_recall_on_the_held_out_split(cli, demo_model, demo_data, tmp_path)
         f"image->text {i2t}, zero-shot {scores['zero_shot']}"
     )
     assert scores["retrieval"]["images"] == demo_data.n_test
-    assert t2i["R@5"] >= 0.8
+    assert t2i["R@5"] >= 0.85  # 0.912 measured (README "The demo model"); 0.83 before issue 18
     zs = scores["zero_shot"]
     assert zs["classes"] > 20 and zs["top1"] >= 0.8  # 0.99 measured over 48 classes
     assert plot.stat().st_size > 1000

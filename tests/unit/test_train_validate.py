@@ -78,3 +78,27 @@ def test_recall_ceiling_counts_photos_that_share_a_caption():
     assert ceiling[10] == pytest.approx(1.0)
     # distinct captions: nothing in the way of a perfect score
     assert recall_ceiling(["a", "b", "c"], np.arange(3), ks=(1,)) == {1: 1.0}
+
+
+def test_simple_photos_are_found_only_where_the_collection_has_a_simpler_part():
+    from pixfind.train.data import simple_rows, tile
+
+    # 200 scenes described in 4+ words and 100 one-object photos whose shortest caption is 1
+    words = [["red", "circle", "left", "large"]] * 200 + [["star"], ["large", "star"]] * 50
+    captions_of = [np.array([i]) for i in range(300)]
+    rows = np.arange(300)
+    simple = simple_rows(words, captions_of, rows, batch_size=16)
+    assert simple is not None and set(simple) == set(range(200, 300))  # the one-object ones
+    # a photo counts by its shortest caption
+    both = [np.array([i, 200]) if i < 10 else np.array([i]) for i in range(300)]
+    assert 0 in simple_rows(words, both, rows, 16)
+    # every photo alike (a test collection, CIFAR's "a photo of a cat"): no curriculum
+    assert simple_rows([["photo", "cat"]] * 300, captions_of, rows, 16) is None
+    # free captions of varied length (Flickr's: 3 to 9 words) have no simple part
+    varied = [["w"] * (3 + i % 7) for i in range(300)]
+    assert simple_rows(varied, captions_of, rows, 16) is None
+    # too few simple photos to fill batches: none either
+    assert simple_rows(words[:200] + [["star"]] * 30, captions_of[:230], rows[:230], 16) is None
+
+    drawn = tile(np.random.default_rng(0), np.array([7, 8, 9]), 8)
+    assert len(drawn) == 8 and sorted(drawn[:3]) == [7, 8, 9] and sorted(drawn[3:6]) == [7, 8, 9]
