@@ -84,7 +84,7 @@ def demo_model(
     console.print(
         f"[bold]2/5[/] training the demo model ({DEMO_MODEL}, `pixfind train` on {data.n_train}"
         f" scenes and {n_objects} one-object photos, the one-object ones alone first, 10% held"
-        f" out to validate on, {length}; a few minutes on a laptop CPU, cached afterwards)"
+        f" out to validate on, {length}; about 11 minutes on 2 CPU cores, cached afterwards)"
     )
     out = cache / f"demo-model-{data.root.name}-{options.key()[:8]}-e{epochs or 'auto'}"
     state = read_state(out) or {}
