@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import PixfindError, UnknownModel
-from .onnxrt import MANIFEST, TEXTUAL, VISUAL, VOCAB, model_folder, read_manifest
+from .onnxrt import MANIFEST, TEXTUAL, VISUAL, VOCAB, model_folder, read_manifest, update_manifest
 from .quantize import INT8
 from .types import EncoderSpec
 
@@ -67,7 +67,7 @@ def export_model_folder(
         )
     source = towers.directory
     if model_folder(source) is None:  # an export made before model folders existed
-        _complete(source, folder_meta(encoder, source))
+        update_manifest(source, folder_meta(encoder, source))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
@@ -110,22 +110,13 @@ def _text_weights(encoder, directory: Path) -> None:
         return
     save_file({k: v.contiguous() for k, v in tower.state.items()}, str(directory / TEXT_WEIGHTS))
     text = json.loads((directory / MANIFEST).read_text())["text"]
-    _complete(directory, {"text": {**text, "arch": tower.arch}})
+    update_manifest(directory, {"text": {**text, "arch": tower.arch}})
 
 
 def _cache_dir(encoder) -> Path:
     from .onnxexport import export_dir
 
     return export_dir(encoder.spec, encoder.model_cfg)
-
-
-def _complete(directory: Path, extra: dict) -> None:
-    """Add ``extra`` to an export's manifest (rewritten atomically)."""
-    meta = {**json.loads((directory / MANIFEST).read_text()), **extra}
-    fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST}-", dir=directory)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(meta, handle, indent=2)
-    os.replace(tmp, directory / MANIFEST)
 
 
 def sample_images(photos: Sequence[str | os.PathLike], n: int) -> list:

@@ -215,10 +215,10 @@ def prepare(encoder: Encoder, sample: torch.Tensor | None) -> OnnxTowers | None:
 def _upgrade(encoder: Encoder, directory: Path) -> None:
     """Add the preprocessing and the vocabulary to an export that lacks them (best effort: a
     read-only cache keeps building the torch model)."""
-    from .modelexport import _complete
+    from .onnxrt import update_manifest
 
     with contextlib.suppress(OSError):
-        _complete(directory, folder_meta(encoder, directory))
+        update_manifest(directory, folder_meta(encoder, directory))
 
 
 def _figures(meta: dict) -> str:

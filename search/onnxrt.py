@@ -72,6 +72,17 @@ def read_manifest(directory: Path) -> dict | None:
     return meta if isinstance(meta, dict) and meta.get("format") == EXPORT_FORMAT else None
 
 
+def update_manifest(directory: Path, extra: dict) -> None:
+    """Add ``extra`` to an export's manifest (rewritten atomically)."""
+    import tempfile
+
+    meta = {**json.loads((directory / MANIFEST).read_text()), **extra}
+    fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST}-", dir=directory)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(meta, handle, indent=2)
+    os.replace(tmp, directory / MANIFEST)
+
+
 @functools.cache
 def warn_once(message: str) -> None:
     print(f"pixfind: {message}", file=sys.stderr, flush=True)

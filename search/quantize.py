@@ -14,7 +14,6 @@ vectors, README "ONNX Runtime on the CPU"). Imports neither torch nor open_clip.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import tempfile
@@ -23,7 +22,14 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UnknownModel
-from .onnxrt import MANIFEST, VISUAL, OnnxImageTower, OnnxTowers, read_manifest, warn_once
+from .onnxrt import (
+    VISUAL,
+    OnnxImageTower,
+    OnnxTowers,
+    read_manifest,
+    update_manifest,
+    warn_once,
+)
 from .settings import get_settings
 
 PRECISIONS = ("auto", "fp32", "int8")
@@ -122,15 +128,5 @@ def _make_checked(towers: OnnxTowers, pixels: np.ndarray) -> dict:
         with contextlib.suppress(OSError):
             path.unlink()
     with contextlib.suppress(OSError):  # a read-only cache: checked again next run
-        _record(towers.directory, record)
+        update_manifest(towers.directory, {"int8": record})
     return record
-
-
-def _record(directory: Path, int8: dict) -> None:
-    """Add the int8 tower's record to the export's manifest (rewritten atomically)."""
-    manifest = directory / MANIFEST
-    meta = {**json.loads(manifest.read_text()), "int8": int8}
-    fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST}-", dir=directory)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(meta, handle, indent=2)
-    os.replace(tmp, manifest)
