@@ -359,7 +359,7 @@ def train(
         stop = (
             options.epochs is None
             and score is not None
-            and epoch >= simple_epochs
+            # only the epochs after the simple part count (none yet: no stop)
             and V.should_stop([h.val for h in history[simple_epochs:] if h.val], options.patience)
         )
         # model dir (best weights) first, then the checkpoint: a crash in between only
