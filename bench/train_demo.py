@@ -4,7 +4,7 @@ text->image recall on the 1,000 held-out scenes and the 24 attribute queries of
 tests/e2e/test_train.py, counted with the held-out photos indexed `--no-captions` (only the
 model ranks) and, for comparison, with their captions.
 
-    python bench/train_demo.py                          # the demo now: --epochs 40
+    python bench/train_demo.py                          # the demo now: --epochs auto
     python bench/train_demo.py --epochs 30 --simple-first 0   # the previous demo
     python bench/train_demo.py --threads 1 --plot curves.png
 
@@ -37,7 +37,7 @@ from bench.train_defaults import precision_at_5  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--epochs", default=str(demo.DEMO_EPOCHS), help="auto or N")
+    ap.add_argument("--epochs", default=str(demo.DEMO_EPOCHS or "auto"), help="auto or N")
     ap.add_argument("--simple-first", type=float, default=TrainOptions.simple_first)
     ap.add_argument("--hard-batches", type=float, default=0.0)
     ap.add_argument("--seed", type=int, default=0)

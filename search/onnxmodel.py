@@ -15,14 +15,13 @@ import contextlib
 import functools
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .atomic import write_json
 from .errors import UnknownModel
 from .onnxrt import VOCAB, OnnxImageTower, OnnxTowers, load_towers, model_folder
 from .preprocess import ImagePreprocess
@@ -209,10 +208,7 @@ def _write_record(spec: EncoderSpec, directory: Path, recipe: dict) -> None:
         "fingerprints": _fingerprints(spec),
         "recipe": recipe or None,
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(record, handle)
-    os.replace(tmp, path)
+    write_json(path, record, indent=None)
 
 
 def _recorded(spec: EncoderSpec) -> OnnxEncoder | None:

@@ -74,13 +74,9 @@ def read_manifest(directory: Path) -> dict | None:
 
 def update_manifest(directory: Path, extra: dict) -> None:
     """Add ``extra`` to an export's manifest (rewritten atomically)."""
-    import tempfile
+    from .atomic import write_json
 
-    meta = {**json.loads((directory / MANIFEST).read_text()), **extra}
-    fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST}-", dir=directory)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(meta, handle, indent=2)
-    os.replace(tmp, directory / MANIFEST)
+    write_json(directory / MANIFEST, {**json.loads((directory / MANIFEST).read_text()), **extra})
 
 
 @functools.cache

@@ -107,7 +107,7 @@ def train_cmd(
             "--epochs",
             "-e",
             help="auto: until validation R@5 stops improving (--patience), at most about "
-            "1,500 steps (10 to 60 epochs); N: exactly N epochs.",
+            "5,000 steps (10 to 60 epochs); N: exactly N epochs.",
         ),
     ] = "auto",
     val_fraction: Annotated[
@@ -361,7 +361,7 @@ def demo_cmd(
             help="Epochs of pixfind train on the scenes and one-object photos (the best one, "
             "by validation recall, is kept); auto: until validation recall stops improving.",
         ),
-    ] = str(DEMO_EPOCHS),
+    ] = str(DEMO_EPOCHS or "auto"),
 ) -> None:
     """Run pixfind end to end offline: demo data, train a small model, index, search.
 

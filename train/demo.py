@@ -26,10 +26,10 @@ DEMO_TEST = 1000  # of them held out (test/): 2,400 to train on
 # (--simple-first 0.3), trains its first 30% of epochs on them alone (README "Training and
 # fine-tuning").
 OBJECTS_N = 1500
-# `--epochs auto` stops at about 1,500 steps (15 epochs of these 3,240 photos), where
-# validation recall still climbs until about epoch 45; 50 epochs reach held-out R@1/5/10
-# 0.509 / 0.912 / 0.990 and 21 of 24 attribute queries (README "The demo model")
-DEMO_EPOCHS = 50
+# None: `--epochs auto`, the default of `pixfind train` (at most about 5,000 steps: 50 epochs
+# of these 3,240 photos; validation recall climbs until about epoch 45). It reaches held-out
+# R@1/5/10 0.509 / 0.912 / 0.990 and 21 of 24 attribute queries (README "The demo model")
+DEMO_EPOCHS: int | None = None
 
 
 def demo_data(cache: Path, n: int, seed: int, console: Console, n_test: int | None = DEMO_TEST):

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pixfind.search.atomic import write_json
 
 from . import validate as V
 from .data import DataArg, TrainError, augment, epoch_batches, prepare, simple_rows, tile
@@ -163,9 +164,7 @@ def read_state(out: str | os.PathLike) -> dict | None:
 
 
 def _write_state(out: Path, state: dict) -> None:
-    tmp = out / (STATE_FILE + ".tmp")
-    tmp.write_text(json.dumps(state, indent=2))
-    os.replace(tmp, out / STATE_FILE)
+    write_json(out / STATE_FILE, state)
 
 
 def _finished(state: dict | None, epoch: int, options: TrainOptions) -> bool:

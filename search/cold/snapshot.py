@@ -20,6 +20,7 @@ file) sends the query down the ordinary path, which rebuilds the index and the s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -30,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ..atomic import write_json
 
 SNAPSHOT_FORMAT = 2  # 2: records.bin (1: records.arrow)
 META = "snapshot.json"
@@ -266,12 +269,9 @@ def set_recipe(directory: Path, recipe: dict) -> None:
     if meta is None or meta.get("recipe") == recipe or recipe.get("identity") != meta["identity"]:
         return
     meta["recipe"] = recipe
-    tmp = directory / f"{META}.tmp{os.getpid()}"
-    try:
-        tmp.write_text(json.dumps(meta, indent=2))
-        os.replace(tmp, directory / META)
-    except OSError:  # a read-only index still searches, just without the shortcut
-        tmp.unlink(missing_ok=True)
+    # a read-only index still searches, just without the shortcut
+    with contextlib.suppress(OSError):
+        write_json(directory / META, meta)
 
 
 def is_fresh(meta: dict | None, home: Path) -> bool:

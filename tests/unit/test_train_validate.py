@@ -39,8 +39,8 @@ def test_early_stopping_waits_patience_epochs_after_the_best():
 
 
 def test_auto_epochs_and_warmup_scale_with_the_steps():
-    assert V.auto_epochs(42) == 36  # 1,350 photos in batches of 32: ~1,500 steps
-    assert V.auto_epochs(10) == V.AUTO_MAX_EPOCHS  # a tiny collection: capped
+    assert V.auto_epochs(101) == 50  # the demo: 3,240 photos in batches of 32, ~5,000 steps
+    assert V.auto_epochs(42) == V.AUTO_MAX_EPOCHS  # 1,350 photos: capped (early stopping ends it)
     assert V.auto_epochs(1560) == V.AUTO_MIN_EPOCHS  # 50,000 photos: at least 10 epochs
     assert V.warmup_steps(1500, 0.1) == 150
     assert V.warmup_steps(15_600, 0.1) == V.WARMUP_MAX_STEPS
